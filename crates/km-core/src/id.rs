@@ -1,0 +1,302 @@
+//! Sandbox identifiers, aliases and the references a user may type for a sandbox.
+//!
+//! Every string that later reaches a path, a shell script or `~/.ssh/config` passes one of these
+//! grammars first, so hostile input (`../x`, spaces, newlines, `*`) never gets that far.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The prefix used when a profile does not set `metadata.prefix`.
+pub const DEFAULT_PREFIX: &str = "sb";
+
+/// Errors from parsing an identifier, alias, prefix or reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The prefix does not match `^[a-z][a-z0-9]{0,11}$`.
+    #[error("invalid prefix {0:?}: use 1-12 characters, a lowercase letter then lowercase letters or digits")]
+    Prefix(String),
+    /// The sandbox ID does not match `<prefix>-<8 lowercase hex>`.
+    #[error("invalid sandbox ID {0:?}: expected <prefix>-<8 lowercase hex digits>, e.g. sb-1a2b3c4d")]
+    SandboxId(String),
+    /// The alias does not match `^[a-z0-9][a-z0-9._-]{0,62}$`.
+    #[error("invalid alias {0:?}: use 1-63 characters from a-z 0-9 . _ -, starting with a letter or digit")]
+    Alias(String),
+    /// The reference is none of an ID, an alias or a list number.
+    #[error("{0:?} is not a sandbox ID, alias or `km list` number")]
+    Reference(String),
+}
+
+fn is_lower_alnum(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+/// Checks a profile's `metadata.prefix`.
+pub fn validate_prefix(prefix: &str) -> Result<(), IdError> {
+    let mut chars = prefix.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    if first_ok && prefix.len() <= 12 && chars.all(is_lower_alnum) {
+        Ok(())
+    } else {
+        Err(IdError::Prefix(prefix.to_owned()))
+    }
+}
+
+/// A sandbox ID: `<prefix>-<8 lowercase hex>`, e.g. `lrn2-ee9499b5`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SandboxId(String);
+
+impl SandboxId {
+    /// Makes a fresh ID with 32 random bits after the prefix.
+    pub fn generate(prefix: &str) -> Result<Self, IdError> {
+        validate_prefix(prefix)?;
+        let mut bytes = [0u8; 4];
+        getrandom::getrandom(&mut bytes).expect("the OS random source is available");
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self(format!("{prefix}-{hex}")))
+    }
+
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The ssh `Host` alias km writes for this sandbox.
+    pub fn host_alias(&self) -> String {
+        format!("km-{}", self.0)
+    }
+
+    /// The comment km puts on this sandbox's keys; it marks the sandbox's own `authorized_keys` line.
+    pub fn key_comment(&self) -> String {
+        format!("km-{}", self.0)
+    }
+}
+
+impl FromStr for SandboxId {
+    type Err = IdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || IdError::SandboxId(text.to_owned());
+        let (prefix, hex) = text.rsplit_once('-').ok_or_else(invalid)?;
+        validate_prefix(prefix).map_err(|_| invalid())?;
+        let hex_ok = hex.len() == 8
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        if hex_ok {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(invalid())
+        }
+    }
+}
+
+impl TryFrom<String> for SandboxId {
+    type Error = IdError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<SandboxId> for String {
+    fn from(id: SandboxId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for SandboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A user-chosen name for a sandbox, unique among live sandboxes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Alias(String);
+
+impl Alias {
+    /// The alias as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Alias {
+    type Err = IdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut chars = text.chars();
+        let first_ok = chars.next().is_some_and(is_lower_alnum);
+        let rest_ok = chars.all(|c| is_lower_alnum(c) || matches!(c, '.' | '_' | '-'));
+        if first_ok && rest_ok && text.len() <= 63 {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(IdError::Alias(text.to_owned()))
+        }
+    }
+}
+
+impl TryFrom<String> for Alias {
+    type Error = IdError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<Alias> for String {
+    fn from(alias: Alias) -> Self {
+        alias.0
+    }
+}
+
+impl fmt::Display for Alias {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a user typed to name a sandbox: an ID, an alias or a `km list` number.
+///
+/// A string that is both a valid ID and a valid alias is kept as [`SandboxRef::IdOrAlias`] so
+/// the store can look it up both ways and report an ambiguity instead of guessing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SandboxRef {
+    /// A `km list` number.
+    Number(u32),
+    /// Parses as an ID (and also as an alias, since every ID does).
+    IdOrAlias(SandboxId, Alias),
+    /// Parses only as an alias.
+    Alias(Alias),
+}
+
+impl FromStr for SandboxRef {
+    type Err = IdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let digits = text.trim_start_matches('#');
+        if !digits.is_empty() && digits.len() <= 9 && digits.chars().all(|c| c.is_ascii_digit()) {
+            let number: u32 = digits.parse().map_err(|_| IdError::Reference(text.into()))?;
+            if number > 0 {
+                return Ok(Self::Number(number));
+            }
+        }
+        let alias: Alias = text.parse().map_err(|_| IdError::Reference(text.into()))?;
+        match text.parse::<SandboxId>() {
+            Ok(id) => Ok(Self::IdOrAlias(id, alias)),
+            Err(_) => Ok(Self::Alias(alias)),
+        }
+    }
+}
+
+impl fmt::Display for SandboxRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Number(n) => write!(f, "#{n}"),
+            Self::IdOrAlias(id, _) => write!(f, "{id}"),
+            Self::Alias(alias) => write!(f, "{alias}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn generated_ids_parse_and_carry_the_prefix() {
+        let id = SandboxId::generate("lrn2").unwrap();
+        assert!(id.as_str().starts_with("lrn2-"));
+        assert_eq!(id.as_str().len(), "lrn2-".len() + 8);
+        assert_eq!(id.as_str().parse::<SandboxId>().unwrap(), id);
+        assert_eq!(id.host_alias(), format!("km-{id}"));
+    }
+
+    #[test]
+    fn known_good_and_bad_ids() {
+        assert!("lrn2-ee9499b5".parse::<SandboxId>().is_ok());
+        for bad in ["lrn2-EE9499B5", "lrn2-ee9499b", "-ee9499b5", "2x-ee9499b5", "a-b-ee9499b5"] {
+            assert!(bad.parse::<SandboxId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn references_distinguish_numbers_ids_and_aliases() {
+        assert_eq!("3".parse::<SandboxRef>().unwrap(), SandboxRef::Number(3));
+        assert_eq!("#12".parse::<SandboxRef>().unwrap(), SandboxRef::Number(12));
+        assert!(matches!("sb-0123abcd".parse(), Ok(SandboxRef::IdOrAlias(..))));
+        assert!(matches!("my-poc".parse(), Ok(SandboxRef::Alias(_))));
+        for bad in ["0", "../x", "a b", "*", "", "x\ny", "A"] {
+            assert!(bad.parse::<SandboxRef>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        assert!(validate_prefix("sb").is_ok());
+        assert!(validate_prefix("abcdefghijkl").is_ok());
+        for bad in ["", "1a", "abcdefghijklm", "a-b", "Ab"] {
+            assert!(validate_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn forbidden_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            Just('/'),
+            Just('\\'),
+            Just(' '),
+            Just('\t'),
+            Just('\n'),
+            Just('\r'),
+            Just('*'),
+            Just('?'),
+            Just('\''),
+            Just('"'),
+            Just('$'),
+            prop::char::range('A', 'Z'),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn nothing_with_a_forbidden_char_parses(
+            head in "[a-z0-9]{0,8}", bad in forbidden_char(), tail in "[a-z0-9.-]{0,8}"
+        ) {
+            let text = format!("{head}{bad}{tail}");
+            prop_assert!(text.parse::<SandboxId>().is_err());
+            prop_assert!(text.parse::<Alias>().is_err());
+            prop_assert!(text.parse::<SandboxRef>().is_err());
+            prop_assert!(validate_prefix(&text).is_err());
+        }
+
+        #[test]
+        fn long_strings_never_parse(text in "[a-z][a-z0-9]{299}") {
+            prop_assert!(text.parse::<SandboxId>().is_err());
+            prop_assert!(text.parse::<Alias>().is_err());
+            prop_assert!(text.parse::<SandboxRef>().is_err());
+        }
+
+        #[test]
+        fn any_string_that_parses_is_in_the_grammar(text in "\\PC{0,80}") {
+            if let Ok(alias) = text.parse::<Alias>() {
+                prop_assert!(alias.as_str().chars().all(|c| c.is_ascii_lowercase()
+                    || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')));
+                prop_assert!(!alias.as_str().starts_with('.'));
+            }
+            if let Ok(id) = text.parse::<SandboxId>() {
+                prop_assert!(id.as_str().is_ascii());
+            }
+        }
+
+        #[test]
+        fn generated_ids_roundtrip(prefix in "[a-z][a-z0-9]{0,11}") {
+            let id = SandboxId::generate(&prefix).unwrap();
+            prop_assert_eq!(id.as_str().parse::<SandboxId>().unwrap(), id);
+        }
+    }
+}

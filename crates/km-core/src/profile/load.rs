@@ -1,0 +1,358 @@
+//! Reading profile files, resolving `extends`, and reporting every error with its place.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::{API_VERSION, KIND, Merge, Profile, ProfileDoc, Substrate};
+use crate::id::{DEFAULT_PREFIX, validate_prefix};
+
+/// The deepest `extends` chain km follows.
+pub(super) const MAX_DEPTH: usize = 10;
+
+/// Directories searched, after the profile's own directory, for a parent named in `extends`.
+#[derive(Debug, Clone, Default)]
+pub struct SearchPath {
+    /// `~/.km/profiles`, then each `KM_PROFILE_PATH` entry.
+    pub dirs: Vec<PathBuf>,
+}
+
+/// One problem found in a profile or its parents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileError {
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// 1-based line and column, when known.
+    pub position: Option<(u64, u64)>,
+    /// The key path, e.g. `spec.cli.vscodeEnabled`, when known.
+    pub key_path: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(path) = &self.key_path {
+            write!(f, "{path}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl ProfileError {
+    fn new(file: &Path, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            position: None,
+            key_path: None,
+            message: message.into(),
+        }
+    }
+
+    fn at(mut self, line: u64, column: u64) -> Self {
+        self.position = Some((line, column));
+        self
+    }
+
+    fn key(mut self, path: &str) -> Self {
+        self.key_path = Some(path.to_owned());
+        self
+    }
+}
+
+/// Loads the profile at `path`, resolves its parents and checks the result.
+///
+/// Returns every error found rather than stopping at the first.
+pub fn load_profile(path: &Path, search: &SearchPath) -> Result<Profile, Vec<ProfileError>> {
+    let mut errors = Vec::new();
+    let mut chain = Vec::new();
+    let leaf = parse_file(path);
+    let merged = match leaf {
+        Ok(doc) => resolve(path, doc.clone(), search, &mut chain, &mut errors).map(|m| (doc, m)),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let Some((leaf, merged)) = merged else {
+        return Err(errors);
+    };
+    let profile = finish(path, &leaf, merged, &mut errors);
+    if errors.is_empty() {
+        Ok(profile)
+    } else {
+        Err(errors)
+    }
+}
+
+fn parse_file(path: &Path) -> Result<ProfileDoc, ProfileError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ProfileError::new(path, format!("cannot read the profile: {e}")))?;
+    parse_text(path, &text)
+}
+
+fn parse_text(path: &Path, text: &str) -> Result<ProfileDoc, ProfileError> {
+    let mut key_path = String::new();
+    let parsed: Result<ProfileDoc, serde_saphyr::Error> =
+        serde_saphyr::with_deserializer_from_str(text, |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                key_path = e.path().to_string();
+                e.into_inner()
+            })
+        });
+    parsed.map_err(|e| {
+        let mut error = ProfileError::new(path, first_line_of(&e));
+        if let Some(location) = e.location() {
+            error = error.at(location.line(), location.column());
+        }
+        if !key_path.is_empty() && key_path != "." {
+            error = error.key(&key_path);
+        }
+        error
+    })
+}
+
+/// serde-saphyr's message starts with `error: line L column C: …` and adds a snippet; km
+/// prints the place itself, so keep only the message.
+fn first_line_of(error: &serde_saphyr::Error) -> String {
+    let text = error.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    match first.split_once(": ") {
+        Some((place, rest)) if place.starts_with("line ") => rest.to_owned(),
+        _ => first.to_owned(),
+    }
+}
+
+fn resolve(
+    path: &Path,
+    doc: ProfileDoc,
+    search: &SearchPath,
+    chain: &mut Vec<PathBuf>,
+    errors: &mut Vec<ProfileError>,
+) -> Option<ProfileDoc> {
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    if chain.contains(&canonical) {
+        let names: Vec<String> = chain
+            .iter()
+            .chain(std::iter::once(&canonical))
+            .map(|p| display_name(p))
+            .collect();
+        errors.push(ProfileError::new(path, format!("extends cycle: {}", names.join(" → "))));
+        return None;
+    }
+    if chain.len() > MAX_DEPTH {
+        errors.push(ProfileError::new(
+            path,
+            format!("extends chain is deeper than {MAX_DEPTH} levels"),
+        ));
+        return None;
+    }
+    chain.push(canonical);
+    let mut inherited: Option<ProfileDoc> = None;
+    let mut ok = true;
+    for name in doc.extends.as_ref().map(|e| e.names()).unwrap_or_default() {
+        let located = |e: ProfileError| e.at(name.referenced.line(), name.referenced.column());
+        let Some(parent_path) = find_parent(path, &name.value, search) else {
+            let mut places = vec![display_dir(path)];
+            places.extend(search.dirs.iter().map(|d| d.display().to_string()));
+            errors.push(located(
+                ProfileError::new(
+                    path,
+                    format!(
+                        "parent profile {:?} not found (looked for {0}.yaml in {1})",
+                        name.value,
+                        places.join(", ")
+                    ),
+                )
+                .key("extends"),
+            ));
+            ok = false;
+            continue;
+        };
+        let parent = match parse_file(&parent_path) {
+            Ok(parent) => resolve(&parent_path, parent, search, chain, errors),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+        match parent {
+            Some(parent) => inherited = Some(parent.merge(inherited.unwrap_or_default())),
+            None => ok = false,
+        }
+    }
+    chain.pop();
+    if !ok {
+        return None;
+    }
+    Some(match inherited {
+        Some(parent) => doc.merge(parent),
+        None => ProfileDoc {
+            extends: None,
+            ..doc
+        },
+    })
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+fn display_dir(path: &Path) -> String {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
+        _ => ".".into(),
+    }
+}
+
+fn find_parent(child: &Path, name: &str, search: &SearchPath) -> Option<PathBuf> {
+    let safe = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !name.starts_with('.');
+    if !safe {
+        return None;
+    }
+    let own_dir = PathBuf::from(display_dir(child));
+    std::iter::once(own_dir)
+        .chain(search.dirs.iter().cloned())
+        .flat_map(|dir| [dir.join(format!("{name}.yaml")), dir.join(format!("{name}.yml"))])
+        .find(|candidate| candidate.is_file())
+}
+
+fn finish(path: &Path, leaf: &ProfileDoc, mut doc: ProfileDoc, errors: &mut Vec<ProfileError>) -> Profile {
+    match doc.api_version.as_deref() {
+        Some(API_VERSION) => {}
+        Some(other) => errors.push(
+            ProfileError::new(path, format!("unsupported apiVersion {other:?}; use {API_VERSION}"))
+                .key("apiVersion"),
+        ),
+        None => doc.api_version = Some(API_VERSION.into()),
+    }
+    match doc.kind.as_deref() {
+        Some(KIND) => {}
+        Some(other) => errors.push(
+            ProfileError::new(path, format!("unsupported kind {other:?}; use {KIND}")).key("kind"),
+        ),
+        None => doc.kind = Some(KIND.into()),
+    }
+    let name = leaf.metadata.as_ref().and_then(|m| m.name.clone());
+    if name.is_none() {
+        errors.push(ProfileError::new(path, "metadata.name is required").key("metadata.name"));
+    }
+    let metadata = doc.metadata.get_or_insert_with(Default::default);
+    metadata.name = name.clone();
+    let prefix = match &metadata.prefix {
+        Some(spanned) => {
+            if let Err(e) = validate_prefix(&spanned.value) {
+                errors.push(
+                    ProfileError::new(path, e.to_string())
+                        .at(spanned.referenced.line(), spanned.referenced.column())
+                        .key("metadata.prefix"),
+                );
+            }
+            spanned.value.clone()
+        }
+        None => DEFAULT_PREFIX.to_owned(),
+    };
+    let spec = doc.spec.get_or_insert_with(Default::default);
+    let runtime = spec.runtime.get_or_insert_with(Default::default);
+    let substrate = *runtime.substrate.get_or_insert(Substrate::Local);
+    let cli = spec.cli.get_or_insert_with(Default::default);
+    let vscode_enabled = *cli.vscode_enabled.get_or_insert(true);
+    Profile {
+        name: name.unwrap_or_default(),
+        prefix,
+        substrate,
+        vscode_enabled,
+        resolved: doc,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn vscode_defaults_true_and_headless_child_turns_it_off() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "base.yaml", "metadata:\n  name: base\n  prefix: lrn2\n");
+        let child = write(
+            dir.path(),
+            "child.yaml",
+            "metadata:\n  name: child\nextends: base\nspec:\n  cli:\n    vscodeEnabled: false\n",
+        );
+        let base = load_profile(&dir.path().join("base.yaml"), &SearchPath::default()).unwrap();
+        assert!(base.vscode_enabled);
+        let child = load_profile(&child, &SearchPath::default()).unwrap();
+        assert!(!child.vscode_enabled);
+        assert_eq!(child.prefix, "lrn2");
+        assert_eq!(child.name, "child");
+        assert!(child.to_yaml().contains("vscodeEnabled: false"));
+    }
+
+    #[test]
+    fn later_parents_override_earlier_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", "metadata:\n  name: a\n  prefix: aa\n");
+        write(dir.path(), "b.yaml", "metadata:\n  name: b\n  prefix: bb\n");
+        let child = write(dir.path(), "c.yaml", "metadata:\n  name: c\nextends: [a, b]\n");
+        assert_eq!(load_profile(&child, &SearchPath::default()).unwrap().prefix, "bb");
+    }
+
+    #[test]
+    fn unknown_keys_report_path_and_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "p.yaml", "metadata:\n  name: p\nspec:\n  cli:\n    vscodeEnabld: true\n");
+        let errors = load_profile(&p, &SearchPath::default()).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].position, Some((5, 5)));
+        assert_eq!(errors[0].key_path.as_deref(), Some("spec.cli.vscodeEnabld"));
+    }
+
+    #[test]
+    fn cycles_missing_parents_and_bad_prefixes_are_all_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "x.yaml", "metadata:\n  name: x\nextends: y\n");
+        let y = write(dir.path(), "y.yaml", "metadata:\n  name: y\nextends: x\n");
+        let errors = load_profile(&y, &SearchPath::default()).unwrap_err();
+        assert!(errors[0].message.contains("y → x → y"), "{errors:?}");
+
+        let z = write(dir.path(), "z.yaml", "metadata:\n  name: z\n  prefix: Bad-1\nextends: [nope, gone]\n");
+        let errors = load_profile(&z, &SearchPath::default()).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].message.contains("\"nope\""));
+        assert!(errors[1].message.contains("\"gone\""));
+
+        let w = write(dir.path(), "w.yaml", "metadata:\n  name: w\n  prefix: Bad-1\n");
+        let errors = load_profile(&w, &SearchPath::default()).unwrap_err();
+        assert_eq!(errors[0].key_path.as_deref(), Some("metadata.prefix"));
+        assert_eq!(errors[0].position, Some((3, 11)));
+    }
+
+    #[test]
+    fn depth_over_ten_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "p0.yaml", "metadata:\n  name: p0\n");
+        for i in 1..=12 {
+            write(dir.path(), &format!("p{i}.yaml"), &format!("metadata:\n  name: p{i}\nextends: p{}\n", i - 1));
+        }
+        assert!(load_profile(&dir.path().join("p10.yaml"), &SearchPath::default()).is_ok());
+        let errors = load_profile(&dir.path().join("p12.yaml"), &SearchPath::default()).unwrap_err();
+        assert!(errors[0].message.contains("deeper than 10"), "{errors:?}");
+    }
+}

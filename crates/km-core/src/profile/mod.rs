@@ -1,0 +1,153 @@
+//! Sandbox profiles: the YAML schema, `extends` inheritance and the resolved result.
+
+mod load;
+mod merge;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+pub use load::{ProfileError, SearchPath, load_profile};
+pub use merge::Merge;
+
+/// The only `apiVersion` km understands.
+pub const API_VERSION: &str = "klankermaker.ai/v1alpha1";
+/// The only `kind` km understands.
+pub const KIND: &str = "SandboxProfile";
+
+/// One profile file as written; every field is optional so a child can inherit it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProfileDoc {
+    /// Must be [`API_VERSION`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Must be [`KIND`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Name, ID prefix and labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+    /// Parent profiles, by file base name; later parents override earlier ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extends: Option<Extends>,
+    /// What the sandbox runs on and how the operator reaches it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<Spec>,
+}
+
+/// `extends: base` or `extends: [a, b]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Extends {
+    /// A single parent.
+    One(Spanned<String>),
+    /// Several parents, applied in order.
+    Many(Vec<Spanned<String>>),
+}
+
+impl Extends {
+    fn names(&self) -> Vec<Spanned<String>> {
+        match self {
+            Self::One(name) => vec![name.clone()],
+            Self::Many(names) => names.clone(),
+        }
+    }
+}
+
+/// `metadata`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Metadata {
+    /// The profile's name (required in the profile being used).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Sandbox ID prefix, `^[a-z][a-z0-9]{0,11}$`; default `sb`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<Spanned<String>>,
+    /// Free-form labels, merged per key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// `spec`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Spec {
+    /// `spec.runtime`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
+    /// `spec.cli`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cli: Option<CliSpec>,
+}
+
+/// Where the sandbox runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Substrate {
+    /// A supervised process sandbox on this machine.
+    Local,
+    /// An EC2 instance.
+    Ec2,
+}
+
+impl fmt::Display for Substrate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Local => "local",
+            Self::Ec2 => "ec2",
+        })
+    }
+}
+
+/// `spec.runtime`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Runtime {
+    /// `local` or `ec2`; default `local`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub substrate: Option<Substrate>,
+    /// EC2 instance type (ec2 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    /// AWS region (ec2 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// AMI ID (ec2 only); default: the latest Amazon Linux 2023 image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ami: Option<String>,
+}
+
+/// `spec.cli`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CliSpec {
+    /// Provision sshd + authorized_keys at boot; omitted inherits, default true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vscode_enabled: Option<bool>,
+}
+
+/// A profile with inheritance applied and defaults filled in.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// `metadata.name`.
+    pub name: String,
+    /// The ID prefix.
+    pub prefix: String,
+    /// Where the sandbox runs.
+    pub substrate: Substrate,
+    /// Whether the sandbox gets sshd and the operator's key.
+    pub vscode_enabled: bool,
+    /// The fully resolved document, as `km validate` prints it.
+    pub resolved: ProfileDoc,
+}
+
+impl Profile {
+    /// The resolved profile as YAML.
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(&self.resolved).unwrap_or_default()
+    }
+}
