@@ -114,6 +114,9 @@ impl fmt::Display for SandboxId {
 }
 
 /// A user-chosen name for a sandbox, unique among live sandboxes.
+///
+/// Stricter than the bare grammar in one way: an alias made only of digits is refused, since
+/// it would shadow a `km list` number.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Alias(String);
@@ -132,7 +135,8 @@ impl FromStr for Alias {
         let mut chars = text.chars();
         let first_ok = chars.next().is_some_and(is_lower_alnum);
         let rest_ok = chars.all(|c| is_lower_alnum(c) || matches!(c, '.' | '_' | '-'));
-        if first_ok && rest_ok && text.len() <= 63 {
+        let all_digits = text.chars().all(|c| c.is_ascii_digit());
+        if first_ok && rest_ok && text.len() <= 63 && !all_digits {
             Ok(Self(text.to_owned()))
         } else {
             Err(IdError::Alias(text.to_owned()))

@@ -210,7 +210,8 @@ fn entries_in(lines: &[Line<'_>], block: &Block) -> Vec<FoundEntry> {
             }
             None if in_entry => {
                 if let Some(entry) = entries.last_mut() {
-                    if !line.content.trim().is_empty() {
+                    let trimmed = line.content.trim();
+                    if !trimmed.is_empty() && !trimmed.starts_with('#') {
                         entry.lines.push(line.content.to_owned());
                     }
                 }

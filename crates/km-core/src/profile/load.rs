@@ -100,7 +100,8 @@ fn parse_text(path: &Path, text: &str) -> Result<ProfileDoc, ProfileError> {
     let parsed: Result<ProfileDoc, serde_saphyr::Error> =
         serde_saphyr::with_deserializer_from_str(text, |de| {
             serde_path_to_error::deserialize(de).map_err(|e| {
-                key_path = e.path().to_string();
+                // `Spanned` wrappers show up as a `.value` segment; users never wrote it.
+                key_path = e.path().to_string().replace(".value", "");
                 e.into_inner()
             })
         });
@@ -155,9 +156,16 @@ fn resolve(
     chain.push(canonical);
     let mut inherited: Option<ProfileDoc> = None;
     let mut ok = true;
-    for name in doc.extends.as_ref().map(|e| e.names()).unwrap_or_default() {
-        let located = |e: ProfileError| e.at(name.referenced.line(), name.referenced.column());
-        let Some(parent_path) = find_parent(path, &name.value, search) else {
+    let (names, place) = match &doc.extends {
+        Some(spanned) => (spanned.value.names(), Some(spanned.referenced)),
+        None => (Vec::new(), None),
+    };
+    for name in names {
+        let located = |e: ProfileError| match place {
+            Some(at) => e.at(at.line(), at.column()),
+            None => e,
+        };
+        let Some(parent_path) = find_parent(path, &name, search) else {
             let mut places = vec![display_dir(path)];
             places.extend(search.dirs.iter().map(|d| d.display().to_string()));
             errors.push(located(
@@ -165,7 +173,7 @@ fn resolve(
                     path,
                     format!(
                         "parent profile {:?} not found (looked for {0}.yaml in {1})",
-                        name.value,
+                        name,
                         places.join(", ")
                     ),
                 )
@@ -327,10 +335,10 @@ mod tests {
     #[test]
     fn cycles_missing_parents_and_bad_prefixes_are_all_reported() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "x.yaml", "metadata:\n  name: x\nextends: y\n");
-        let y = write(dir.path(), "y.yaml", "metadata:\n  name: y\nextends: x\n");
+        write(dir.path(), "xa.yaml", "metadata:\n  name: xa\nextends: ya\n");
+        let y = write(dir.path(), "ya.yaml", "metadata:\n  name: ya\nextends: xa\n");
         let errors = load_profile(&y, &SearchPath::default()).unwrap_err();
-        assert!(errors[0].message.contains("y → x → y"), "{errors:?}");
+        assert!(errors[0].message.contains("ya → xa → ya"), "{errors:?}");
 
         let z = write(dir.path(), "z.yaml", "metadata:\n  name: z\n  prefix: Bad-1\nextends: [nope, gone]\n");
         let errors = load_profile(&z, &SearchPath::default()).unwrap_err();

@@ -32,24 +32,48 @@ pub struct ProfileDoc {
     pub metadata: Option<Metadata>,
     /// Parent profiles, by file base name; later parents override earlier ones.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub extends: Option<Extends>,
+    pub extends: Option<Spanned<Extends>>,
     /// What the sandbox runs on and how the operator reaches it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec: Option<Spec>,
 }
 
 /// `extends: base` or `extends: [a, b]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Extends {
     /// A single parent.
-    One(Spanned<String>),
+    One(String),
     /// Several parents, applied in order.
-    Many(Vec<Spanned<String>>),
+    Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Extends {
+    // Written by hand: serde's untagged buffering loses the YAML locations km reports.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ExtendsVisitor;
+        impl<'de> serde::de::Visitor<'de> for ExtendsVisitor {
+            type Value = Extends;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a profile name or a list of profile names")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Extends, E> {
+                Ok(Extends::One(name.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Extends, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(Extends::Many(names))
+            }
+        }
+        deserializer.deserialize_any(ExtendsVisitor)
+    }
 }
 
 impl Extends {
-    fn names(&self) -> Vec<Spanned<String>> {
+    fn names(&self) -> Vec<String> {
         match self {
             Self::One(name) => vec![name.clone()],
             Self::Many(names) => names.clone(),
