@@ -8,6 +8,7 @@ pub mod id;
 pub mod keys;
 pub mod known_hosts;
 pub mod paths;
+pub mod platform;
 pub mod profile;
 pub mod record;
 pub mod remote_script;

@@ -1,0 +1,70 @@
+//! The seam between km's commands and the places sandboxes run (local processes, EC2).
+//!
+//! Every command above this trait is written once. A platform provisions from rendered
+//! userdata, runs scripts over its authenticated command channel (the local agent, or SSM
+//! SendCommand), and opens streams to the sandbox's sshd.
+
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use crate::id::SandboxId;
+use crate::record::SandboxRecord;
+
+/// What a script run in the sandbox produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit code (-1 when killed).
+    pub exit_code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Whether the timeout stopped it.
+    pub timed_out: bool,
+}
+
+/// Errors from a platform.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The sandbox is not running (stopped, crashed, or never booted).
+    #[error("sandbox {0} is not running")]
+    NotRunning(SandboxId),
+    /// Provisioning or boot failed.
+    #[error("{0}")]
+    Boot(String),
+    /// The command or stream channel failed.
+    #[error("{0}")]
+    Channel(String),
+}
+
+/// A stream to the sandbox's sshd that outlives the call that opened it.
+pub trait StreamSession: Send {
+    /// Blocks until the sandbox side of the stream ends; returns sshd's exit code if known.
+    fn wait(self: Box<Self>) -> Option<i32>;
+}
+
+/// A place sandboxes run.
+pub trait Platform {
+    /// The name stored in each record.
+    fn name(&self) -> &'static str;
+    /// Creates and boots the sandbox, running `userdata` at first boot; returns its resources.
+    fn provision(&self, id: &SandboxId, userdata: &str) -> Result<serde_json::Value, PlatformError>;
+    /// Starts a stopped sandbox without repeating first boot.
+    fn resume(&self, record: &SandboxRecord) -> Result<(), PlatformError>;
+    /// Stops every process of the sandbox; its disk stays.
+    fn stop(&self, record: &SandboxRecord) -> Result<(), PlatformError>;
+    /// Removes the sandbox and everything it had.
+    fn destroy(&self, record: &SandboxRecord) -> Result<(), PlatformError>;
+    /// Whether the sandbox really runs now (not only what was last recorded).
+    fn is_running(&self, record: &SandboxRecord) -> bool;
+    /// Runs a shell script in the sandbox, with `$HOME` set to the sandbox user's home.
+    fn exec(&self, record: &SandboxRecord, script: &str, timeout: Duration) -> Result<ExecOutput, PlatformError>;
+    /// Hands `fds` (one socket, or stdin and stdout) to a fresh sshd session in the sandbox.
+    fn open_stream(&self, record: &SandboxRecord, fds: &[RawFd]) -> Result<Box<dyn StreamSession>, PlatformError>;
+    /// A shell condition, run in the sandbox, that succeeds when sshd can serve.
+    fn sshd_check(&self) -> String;
+    /// Where the sandbox's host public key is, inside the sandbox.
+    fn host_key_path(&self, record: &SandboxRecord) -> String;
+    /// The user an ssh client logs in as.
+    fn login_user(&self) -> String;
+}

@@ -1,0 +1,381 @@
+//! The sandbox agent: one detached process per running sandbox.
+//!
+//! It runs first boot (the userdata) once, keeps the sandbox's sshd config valid, and serves
+//! the agent channel on `<sandbox>/run/agent.sock`: `exec` runs a script, `stream` hands the
+//! caller's connection to a fresh `sshd -i`, `status` reports, `shutdown` stops everything.
+//! It is a child subreaper, so every process the sandbox starts stays below it and dies with it.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::{Pid, geteuid};
+
+use crate::layout::SandboxLayout;
+use crate::process_tree;
+use crate::protocol::{Envelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Reply, Request, recv_frame, send_frame};
+use crate::sshd::{SshdTools, render_sshd_config};
+
+/// Exec output beyond this many bytes per stream is cut.
+const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+/// What the agent needs to know, written by `km create` into `<sandbox>/agent.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AgentConfig {
+    /// The sandbox ID.
+    pub id: String,
+    /// OpenSSH server tools.
+    pub tools: SshdTools,
+    /// `PATH` for scripts run in the sandbox.
+    pub path: String,
+}
+
+struct Agent {
+    layout: SandboxLayout,
+    config: AgentConfig,
+    booted: bool,
+    boot_error: Option<String>,
+    sshd_ok: bool,
+    /// Children whose exit status a thread is waiting for; the reaper leaves them alone.
+    managed: Mutex<HashSet<i32>>,
+    stopping: AtomicBool,
+}
+
+/// Runs the agent for the sandbox in `sandbox_dir` until it is told to stop.
+pub fn run_agent(sandbox_dir: &Path) -> io::Result<()> {
+    let layout = SandboxLayout::new(sandbox_dir);
+    let config: AgentConfig = serde_json::from_slice(&fs::read(layout.agent_config())?)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    // Signals are taken by one thread with sigwait, so block them before any thread starts.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGHUP);
+    signals.thread_block().map_err(io::Error::from)?;
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    fs::write(layout.agent_pid(), std::process::id().to_string())?;
+
+    let mut agent = Agent {
+        layout,
+        config,
+        booted: false,
+        boot_error: None,
+        sshd_ok: false,
+        managed: Mutex::new(HashSet::new()),
+        stopping: AtomicBool::new(false),
+    };
+    agent.first_boot();
+    agent.sshd_ok = agent.prepare_sshd();
+    let agent = Arc::new(agent);
+
+    let socket = agent.layout.agent_socket();
+    let _ = fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)?;
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))?;
+
+    let for_signals = Arc::clone(&agent);
+    thread::spawn(move || {
+        let _ = signals.wait();
+        for_signals.stop_and_exit();
+    });
+    let for_reaper = Arc::clone(&agent);
+    thread::spawn(move || for_reaper.reap_orphans());
+
+    for connection in listener.incoming() {
+        let Ok(connection) = connection else { continue };
+        let agent = Arc::clone(&agent);
+        thread::spawn(move || agent.serve(connection));
+    }
+    Ok(())
+}
+
+impl Agent {
+    fn first_boot(&mut self) {
+        if self.layout.boot_done().exists() {
+            self.booted = true;
+            return;
+        }
+        let log = fs::File::create(self.layout.boot_log());
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg(self.layout.userdata())
+            .env_clear()
+            .env("PATH", &self.config.path)
+            .env("KM_ROOT", self.layout.root())
+            .env("KM_SANDBOX_HOME", self.layout.home())
+            .env("HOME", self.layout.home())
+            .stdin(Stdio::null());
+        if let Ok(log) = log {
+            if let Ok(copy) = log.try_clone() {
+                command.stdout(copy);
+            }
+            command.stderr(log);
+        }
+        match command.status() {
+            Ok(status) if status.success() => {
+                let _ = fs::write(self.layout.boot_done(), b"");
+                self.booted = true;
+            }
+            Ok(status) => {
+                let tail = fs::read_to_string(self.layout.boot_log()).unwrap_or_default();
+                let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                self.boot_error = Some(format!("userdata exited with {status}: {}", tail.join(" | ")));
+            }
+            Err(e) => self.boot_error = Some(format!("cannot run userdata: {e}")),
+        }
+    }
+
+    fn prepare_sshd(&self) -> bool {
+        if geteuid().is_root() {
+            // A root sshd insists on its privilege-separation directory.
+            let _ = fs::create_dir_all("/run/sshd");
+            let _ = fs::set_permissions("/run/sshd", fs::Permissions::from_mode(0o755));
+        }
+        let config = render_sshd_config(self.layout.root(), &self.config.tools);
+        if fs::write(self.layout.sshd_config(), config).is_err() {
+            return false;
+        }
+        self.booted && self.sshd_check()
+    }
+
+    fn sshd_check(&self) -> bool {
+        Command::new(&self.config.tools.sshd)
+            .arg("-t")
+            .arg("-f")
+            .arg(self.layout.sshd_config())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn serve(&self, connection: UnixStream) {
+        let reply = |reply: &Reply| {
+            let _ = send_frame(&connection, reply, &[]);
+        };
+        let own_uid = geteuid().as_raw();
+        match getsockopt(&connection, PeerCredentials) {
+            Ok(peer) if peer.uid() == own_uid => {}
+            _ => {
+                reply(&Reply::Error {
+                    message: "permission denied: only the sandbox's owner may use its agent".into(),
+                });
+                return;
+            }
+        }
+        let frame = match recv_frame(&connection, MAX_REQUEST_BYTES) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(e) => {
+                reply(&Reply::Error { message: format!("unreadable request: {e}") });
+                return;
+            }
+        };
+        let Some(body) = frame.body else {
+            reply(&Reply::Error {
+                message: format!("request larger than {MAX_REQUEST_BYTES} bytes"),
+            });
+            return;
+        };
+        let envelope: Envelope = match serde_json::from_slice(&body) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                reply(&Reply::Error { message: format!("malformed request: {e}") });
+                return;
+            }
+        };
+        if envelope.v != PROTOCOL_VERSION {
+            reply(&Reply::Error {
+                message: format!(
+                    "protocol version {} is not supported (this agent speaks {PROTOCOL_VERSION}); run `km stop` and `km resume` to restart it",
+                    envelope.v
+                ),
+            });
+            return;
+        }
+        match envelope.request {
+            Request::Status => reply(&Reply::Status {
+                id: self.config.id.clone(),
+                pid: std::process::id(),
+                booted: self.booted,
+                boot_error: self.boot_error.clone(),
+                sshd_ok: self.sshd_ok,
+            }),
+            Request::Exec { script, timeout_ms } => reply(&self.exec(&script, timeout_ms)),
+            Request::Stream { port } => self.stream(&connection, port, frame.fds),
+            Request::Shutdown => {
+                reply(&Reply::ShuttingDown);
+                self.stop_and_exit();
+            }
+        }
+    }
+
+    fn spawn_managed(&self, command: &mut Command) -> io::Result<Child> {
+        let mut managed = self.managed.lock().unwrap_or_else(|e| e.into_inner());
+        let child = command.spawn()?;
+        managed.insert(child.id() as i32);
+        Ok(child)
+    }
+
+    fn unmanage(&self, pid: u32) {
+        self.managed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(pid as i32));
+    }
+
+    fn exec(&self, script: &str, timeout_ms: u64) -> Reply {
+        if let Some(error) = &self.boot_error {
+            return Reply::Error { message: format!("the sandbox did not boot: {error}") };
+        }
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(script)
+            .env_clear()
+            .env("PATH", &self.config.path)
+            .env("HOME", self.layout.home())
+            .env("KM_ROOT", self.layout.root())
+            .env("KM_SSHD", &self.config.tools.sshd)
+            .current_dir(self.layout.workspace())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = match self.spawn_managed(&mut command) {
+            Ok(child) => child,
+            Err(e) => return Reply::Error { message: format!("cannot start /bin/sh: {e}") },
+        };
+        let pid = child.id();
+        let stdout = child.stdout.take().map(capture);
+        let stderr = child.stderr.take().map(capture);
+        let (done_tx, done_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = done_tx.send(child.wait());
+        });
+        let (status, timed_out) = match done_rx.recv_timeout(Duration::from_millis(timeout_ms)) {
+            Ok(status) => (status.ok(), false),
+            Err(_) => {
+                let mut doomed = process_tree::descendants(pid as i32);
+                doomed.push(pid as i32);
+                process_tree::kill_all(&doomed);
+                (done_rx.recv().ok().and_then(Result::ok), true)
+            }
+        };
+        self.unmanage(pid);
+        let collect = |handle: Option<thread::JoinHandle<String>>| {
+            handle.and_then(|h| h.join().ok()).unwrap_or_default()
+        };
+        Reply::Exec {
+            exit_code: status.and_then(|s| s.code()).unwrap_or(-1),
+            stdout: collect(stdout),
+            stderr: collect(stderr),
+            timed_out,
+        }
+    }
+
+    fn stream(&self, connection: &UnixStream, port: u16, mut fds: Vec<OwnedFd>) {
+        let reply = |reply: &Reply| {
+            let _ = send_frame(connection, reply, &[]);
+        };
+        if port != 22 {
+            reply(&Reply::Error { message: format!("port {port} is not served; the agent streams to sshd on 22") });
+            return;
+        }
+        if !self.sshd_ok {
+            reply(&Reply::Error { message: "sshd is not available in this sandbox".into() });
+            return;
+        }
+        if fds.is_empty() || fds.len() > 2 {
+            reply(&Reply::Error { message: "a stream request carries one socket, or stdin and stdout".into() });
+            return;
+        }
+        let output = if fds.len() == 2 { fds.pop() } else { fds[0].try_clone().ok() };
+        let (Some(input), Some(output)) = (fds.pop(), output) else {
+            reply(&Reply::Error { message: "cannot duplicate the passed descriptor".into() });
+            return;
+        };
+        let mut command = Command::new(&self.config.tools.sshd);
+        command
+            .arg("-i")
+            .arg("-f")
+            .arg(self.layout.sshd_config())
+            .arg("-E")
+            .arg(self.layout.sshd_log())
+            .env_clear()
+            .env("PATH", &self.config.path)
+            .stdin(Stdio::from(input))
+            .stdout(Stdio::from(output))
+            .stderr(Stdio::null());
+        // `command` owns the only copies of the passed descriptors; dropping it after spawn
+        // leaves sshd as their sole holder, so the connection closes exactly when sshd exits.
+        let spawned = self.spawn_managed(&mut command);
+        drop(command);
+        match spawned {
+            Ok(mut child) => {
+                reply(&Reply::StreamStarted);
+                let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(-1);
+                self.unmanage(child.id());
+                reply(&Reply::StreamEnded { exit_code: code });
+            }
+            Err(e) => reply(&Reply::Error { message: format!("cannot start sshd: {e}") }),
+        }
+    }
+
+    /// Reaps orphans that the subreaper role hands us, leaving managed children to their waiters.
+    fn reap_orphans(&self) {
+        let own = std::process::id() as i32;
+        loop {
+            thread::sleep(Duration::from_secs(2));
+            let managed = self.managed.lock().unwrap_or_else(|e| e.into_inner());
+            for pid in process_tree::children(own) {
+                if !managed.contains(&pid) && process_tree::is_zombie(pid) {
+                    let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+                }
+            }
+        }
+    }
+
+    fn stop_and_exit(&self) -> ! {
+        if !self.stopping.swap(true, Ordering::SeqCst) {
+            let _ = fs::remove_file(self.layout.agent_socket());
+            let own = std::process::id() as i32;
+            // Kill repeatedly: a dying shell can fork once more before it goes.
+            for _ in 0..3 {
+                process_tree::kill_all(&process_tree::descendants(own));
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = fs::remove_file(self.layout.agent_pid());
+        }
+        std::process::exit(0);
+    }
+}
+
+fn capture(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            if bytes.len() < MAX_OUTPUT_BYTES {
+                bytes.extend_from_slice(&chunk[..n.min(MAX_OUTPUT_BYTES - bytes.len())]);
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}

@@ -1,0 +1,67 @@
+//! The client side of the agent channel.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::protocol::{Envelope, PROTOCOL_VERSION, Reply, Request, recv_reply, send_frame};
+
+/// Talks to one sandbox's agent over its Unix socket.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    socket: PathBuf,
+}
+
+impl AgentClient {
+    /// A client for the agent listening on `socket`.
+    pub fn new(socket: PathBuf) -> Self {
+        Self { socket }
+    }
+
+    /// Sends one request (with `fds` attached) and reads the first reply.
+    pub fn request(&self, request: Request, fds: &[RawFd]) -> io::Result<(UnixStream, Reply)> {
+        let stream = UnixStream::connect(&self.socket)?;
+        let envelope = Envelope {
+            v: PROTOCOL_VERSION,
+            request,
+        };
+        send_frame(&stream, &envelope, fds)?;
+        let reply = recv_reply(&stream)?;
+        Ok((stream, reply))
+    }
+
+    /// Whether something accepts connections on the socket.
+    pub fn is_listening(&self) -> bool {
+        UnixStream::connect(&self.socket).is_ok()
+    }
+
+    /// Asks for boot and sshd state.
+    pub fn status(&self) -> io::Result<Reply> {
+        Ok(self.request(Request::Status, &[])?.1)
+    }
+
+    /// Runs a script.
+    pub fn exec(&self, script: &str, timeout: Duration) -> io::Result<Reply> {
+        let request = Request::Exec {
+            script: script.to_owned(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        Ok(self.request(request, &[])?.1)
+    }
+
+    /// Hands `fds` to a fresh `sshd -i`; returns the control connection, which reports the end.
+    pub fn stream(&self, fds: &[RawFd]) -> io::Result<UnixStream> {
+        match self.request(Request::Stream { port: 22 }, fds)? {
+            (control, Reply::StreamStarted) => Ok(control),
+            (_, Reply::Error { message }) => Err(io::Error::other(message)),
+            (_, other) => Err(io::Error::other(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Asks the agent to stop the sandbox.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.request(Request::Shutdown, &[]).map(|_| ())
+    }
+}

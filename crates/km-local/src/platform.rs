@@ -1,0 +1,260 @@
+//! The local platform: sandboxes as supervised agent processes on this machine.
+//!
+//! Not an isolation boundary: sshd and every session run as the operator's own user.
+
+use std::fs;
+use std::os::fd::RawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use km_core::atomic_file::ensure_private_dir;
+use km_core::id::SandboxId;
+use km_core::paths::KmPaths;
+use km_core::platform::{ExecOutput, Platform, PlatformError, StreamSession};
+use km_core::record::SandboxRecord;
+
+use crate::agent::AgentConfig;
+use crate::client::AgentClient;
+use crate::layout::SandboxLayout;
+use crate::process_tree;
+use crate::protocol::{Reply, recv_reply};
+use crate::sshd::SshdTools;
+
+/// Unix socket paths longer than this do not fit `sockaddr_un` on every OS.
+const MAX_SOCKET_PATH: usize = 104;
+/// How long an agent may take to boot a sandbox.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs sandboxes as local agent processes.
+#[derive(Debug, Clone)]
+pub struct LocalPlatform {
+    paths: KmPaths,
+    km_exe: PathBuf,
+    tools: SshdTools,
+    path_var: String,
+    user: String,
+}
+
+impl LocalPlatform {
+    /// A platform that starts agents with `km_exe` and serves ssh with `tools`.
+    pub fn new(paths: KmPaths, km_exe: PathBuf, tools: SshdTools, path_var: String, user: String) -> Self {
+        Self { paths, km_exe, tools, path_var, user }
+    }
+
+    fn layout(&self, id: &SandboxId) -> SandboxLayout {
+        SandboxLayout::new(self.paths.sandbox_dir(id))
+    }
+
+    fn client(&self, id: &SandboxId) -> AgentClient {
+        AgentClient::new(self.layout(id).agent_socket())
+    }
+
+    fn spawn_agent(&self, id: &SandboxId) -> Result<(), PlatformError> {
+        let layout = self.layout(id);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(layout.agent_log())
+            .map_err(|e| PlatformError::Boot(format!("cannot open {}: {e}", layout.agent_log().display())))?;
+        let _ = fs::remove_file(layout.agent_socket());
+        let mut child = Command::new(&self.km_exe)
+            .arg("__agent")
+            .arg(id.as_str())
+            .arg("--dir")
+            .arg(layout.root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            // Its own process group keeps the operator's Ctrl-C away from the sandbox.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| PlatformError::Boot(format!("cannot start the sandbox agent {}: {e}", self.km_exe.display())))?;
+        let client = self.client(id);
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        loop {
+            if let Ok(reply) = client.status() {
+                // Reap it in the background so a long-lived km leaves no zombie.
+                thread::spawn(move || child.wait());
+                return match reply {
+                    Reply::Status { booted: true, sshd_ok: true, .. } => Ok(()),
+                    Reply::Status { boot_error: Some(error), .. } => Err(PlatformError::Boot(error)),
+                    Reply::Status { .. } => Err(PlatformError::Boot(format!(
+                        "sshd rejected the sandbox's configuration (`{} -t -f {}` failed); see {}",
+                        self.tools.sshd.display(),
+                        layout.sshd_config().display(),
+                        layout.sshd_log().display()
+                    ))),
+                    other => Err(PlatformError::Boot(format!("unexpected agent reply {other:?}"))),
+                };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = fs::read_to_string(layout.agent_log()).unwrap_or_default();
+                return Err(PlatformError::Boot(format!(
+                    "the sandbox agent exited ({status}) before it was ready: {}",
+                    log.lines().last().unwrap_or("no output")
+                )));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(PlatformError::Boot(format!(
+                    "the sandbox agent did not become ready within {}s; see {}",
+                    BOOT_TIMEOUT.as_secs(),
+                    layout.agent_log().display()
+                )));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn kill_everything(&self, id: &SandboxId) {
+        let layout = self.layout(id);
+        if let Some(pid) = read_pid(&layout.agent_pid()) {
+            if process_tree::is_alive(pid) {
+                let mut doomed = process_tree::descendants(pid);
+                doomed.push(pid);
+                process_tree::kill_all(&doomed);
+            }
+        }
+        // Whatever escaped (after an agent crash, say) still names the sandbox directory.
+        for _ in 0..3 {
+            let stray = process_tree::referencing(layout.root());
+            if stray.is_empty() {
+                break;
+            }
+            process_tree::kill_all(&stray);
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = fs::remove_file(layout.agent_socket());
+        let _ = fs::remove_file(layout.agent_pid());
+    }
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn channel(e: std::io::Error) -> PlatformError {
+    PlatformError::Channel(e.to_string())
+}
+
+struct LocalStream {
+    control: UnixStream,
+}
+
+impl StreamSession for LocalStream {
+    fn wait(self: Box<Self>) -> Option<i32> {
+        match recv_reply(&self.control) {
+            Ok(Reply::StreamEnded { exit_code }) => Some(exit_code),
+            _ => None,
+        }
+    }
+}
+
+impl Platform for LocalPlatform {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn provision(&self, id: &SandboxId, userdata: &str) -> Result<serde_json::Value, PlatformError> {
+        let layout = self.layout(id);
+        let socket_len = layout.agent_socket().as_os_str().len();
+        if socket_len >= MAX_SOCKET_PATH {
+            return Err(PlatformError::Boot(format!(
+                "the sandbox's socket path would be {socket_len} bytes, over the {MAX_SOCKET_PATH}-byte limit for Unix sockets; use a shorter $HOME"
+            )));
+        }
+        let io = |e: std::io::Error| PlatformError::Boot(format!("cannot lay out {}: {e}", layout.root().display()));
+        ensure_private_dir(&self.paths.sandboxes_dir(), 0o700).map_err(io)?;
+        fs::create_dir(layout.root()).map_err(io)?;
+        ensure_private_dir(layout.root(), 0o700).map_err(io)?;
+        for dir in ["etc/ssh", "run", "log", "home"] {
+            ensure_private_dir(&layout.root().join(dir), 0o700).map_err(io)?;
+        }
+        fs::write(layout.userdata(), userdata).map_err(io)?;
+        let config = AgentConfig {
+            id: id.to_string(),
+            tools: self.tools.clone(),
+            path: self.path_var.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&config).map_err(|e| PlatformError::Boot(e.to_string()))?;
+        fs::write(layout.agent_config(), json).map_err(io)?;
+        self.spawn_agent(id)?;
+        Ok(serde_json::json!({ "dir": layout.root() }))
+    }
+
+    fn resume(&self, record: &SandboxRecord) -> Result<(), PlatformError> {
+        if self.is_running(record) {
+            return Ok(());
+        }
+        self.kill_everything(&record.id);
+        self.spawn_agent(&record.id)
+    }
+
+    fn stop(&self, record: &SandboxRecord) -> Result<(), PlatformError> {
+        let layout = self.layout(&record.id);
+        let pid = read_pid(&layout.agent_pid());
+        let _ = self.client(&record.id).shutdown();
+        if let Some(pid) = pid {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while process_tree::is_alive(pid) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+        self.kill_everything(&record.id);
+        Ok(())
+    }
+
+    fn destroy(&self, record: &SandboxRecord) -> Result<(), PlatformError> {
+        self.stop(record)?;
+        let dir = self.layout(&record.id).root().to_path_buf();
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(PlatformError::Channel(format!("cannot remove {}: {e}", dir.display()))),
+        }
+    }
+
+    fn is_running(&self, record: &SandboxRecord) -> bool {
+        self.client(&record.id).is_listening()
+    }
+
+    fn exec(&self, record: &SandboxRecord, script: &str, timeout: Duration) -> Result<ExecOutput, PlatformError> {
+        let client = self.client(&record.id);
+        if !client.is_listening() {
+            return Err(PlatformError::NotRunning(record.id.clone()));
+        }
+        match client.exec(script, timeout).map_err(channel)? {
+            Reply::Exec { exit_code, stdout, stderr, timed_out } => Ok(ExecOutput { exit_code, stdout, stderr, timed_out }),
+            Reply::Error { message } => Err(PlatformError::Channel(message)),
+            other => Err(PlatformError::Channel(format!("unexpected agent reply {other:?}"))),
+        }
+    }
+
+    fn open_stream(&self, record: &SandboxRecord, fds: &[RawFd]) -> Result<Box<dyn StreamSession>, PlatformError> {
+        let client = self.client(&record.id);
+        match client.stream(fds) {
+            Ok(control) => Ok(Box::new(LocalStream { control })),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+                Err(PlatformError::NotRunning(record.id.clone()))
+            }
+            Err(e) => Err(channel(e)),
+        }
+    }
+
+    fn sshd_check(&self) -> String {
+        "\"$KM_SSHD\" -t -f \"$KM_ROOT/etc/sshd_config\"".into()
+    }
+
+    fn host_key_path(&self, record: &SandboxRecord) -> String {
+        self.layout(&record.id).host_public_key().display().to_string()
+    }
+
+    fn login_user(&self) -> String {
+        self.user.clone()
+    }
+}

@@ -1,0 +1,94 @@
+//! Finding and killing every process that belongs to a sandbox, through `/proc`.
+//!
+//! sshd puts each session in its own session with `setsid()`, so a process group is not
+//! enough. The agent is a child subreaper, so orphans stay below it; and after a crash, any
+//! process whose command line or environment names the sandbox directory is still found.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn all_pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every descendant of `root`.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let parents: HashMap<i32, i32> = all_pids()
+        .into_iter()
+        .filter_map(|pid| Some((pid, parent_of(pid)?)))
+        .collect();
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for (&pid, &ppid) in &parents {
+            if ppid == parent && !found.contains(&pid) {
+                found.push(pid);
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Whether `pid` is a zombie.
+pub fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|i| stat[i + 2..].split_whitespace().next().map(|s| s == "Z"))
+            .unwrap_or(false)
+    })
+}
+
+/// The direct children of `parent`.
+pub fn children(parent: i32) -> Vec<i32> {
+    all_pids()
+        .into_iter()
+        .filter(|&pid| parent_of(pid) == Some(parent))
+        .collect()
+}
+
+/// Processes (other than this one) whose command line or environment names `sandbox_dir`.
+pub fn referencing(sandbox_dir: &Path) -> Vec<i32> {
+    let needle = sandbox_dir.as_os_str().as_encoded_bytes();
+    let own = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != own)
+        .filter(|pid| {
+            ["cmdline", "environ"].iter().any(|file| {
+                fs::read(format!("/proc/{pid}/{file}"))
+                    .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+            })
+        })
+        .collect()
+}
+
+/// Sends SIGKILL to each pid, ignoring ones already gone.
+pub fn kill_all(pids: &[i32]) {
+    for &pid in pids {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub fn is_alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok() && !is_zombie(pid)
+}
