@@ -1,1 +1,7 @@
-fn main() {}
+//! The `km` binary: parses the command line, runs the command, renders errors.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    km::run()
+}

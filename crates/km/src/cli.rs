@@ -1,0 +1,176 @@
+//! The command line: every command, flag and its help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// km creates sandboxes from YAML profiles and opens VS Code (Remote-SSH) or plain ssh inside
+/// them, over a tunnel, with an ed25519 keypair that belongs to that one sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "km", version, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Every `<sb>` is a sandbox ID (sb-1a2b3c4d), an alias, or the number `km list` shows.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Make this machine ready to run sandboxes (creates ~/.km and its store)
+    Init(InitArgs),
+    /// Print a profile with inheritance resolved, or every error in it; changes nothing
+    Validate(ValidateArgs),
+    /// Create a sandbox from a profile and print its ID
+    Create(CreateArgs),
+    /// List sandboxes
+    List(ListArgs),
+    /// Destroy a sandbox, its keys, its ssh config entry and its pinned host key
+    Destroy(DestroyArgs),
+    /// Stop a sandbox's processes; its files stay
+    Stop(SandboxArg),
+    /// Start a stopped sandbox again (first boot is not repeated)
+    Resume(SandboxArg),
+    /// Protect a sandbox from destroy and rekey
+    Lock(SandboxArg),
+    /// Remove the protection `km lock` set
+    Unlock(SandboxArg),
+    /// Run a command in a sandbox (or open an interactive ssh session without one)
+    Shell(ShellArgs),
+    /// VS Code Remote-SSH: forward a local port, check readiness, rotate the key
+    #[command(subcommand)]
+    Vscode(VscodeCommand),
+    /// ssh ProxyCommand: connect stdin/stdout to the sandbox's sshd
+    /// (`ssh -o ProxyCommand='km proxy <sb>' …`)
+    Proxy(SandboxArg),
+    /// The sandbox agent (started by km itself)
+    #[command(name = "__agent", hide = true)]
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// Bring the platform's management component up to this km's version
+    #[arg(long)]
+    pub(crate) sidecars: bool,
+    /// Point km at AWS instead of the local platform
+    #[arg(long, requires = "region")]
+    pub(crate) aws: bool,
+    /// AWS region, with --aws
+    #[arg(long)]
+    pub(crate) region: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// The profile file
+    pub(crate) profile: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// The profile file
+    pub(crate) profile: PathBuf,
+    /// A name for the sandbox, unique among live sandboxes
+    #[arg(long)]
+    pub(crate) alias: Option<String>,
+    /// Create through the platform's management component (AWS)
+    #[arg(long)]
+    pub(crate) remote: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Print a JSON array instead of a table
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DestroyArgs {
+    /// The sandbox: ID, alias or list number
+    pub(crate) sandbox: String,
+    /// Destroy through the platform's management component (AWS)
+    #[arg(long)]
+    pub(crate) remote: bool,
+    /// Don't ask for confirmation
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+    /// Destroy even when the sandbox is locked
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SandboxArg {
+    /// The sandbox: ID, alias or list number
+    pub(crate) sandbox: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShellArgs {
+    /// The sandbox: ID, alias or list number
+    pub(crate) sandbox: String,
+    /// The command to run; without one, an interactive ssh session opens
+    #[arg(last = true)]
+    pub(crate) command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum VscodeCommand {
+    /// Write the ssh config entry and forward 127.0.0.1:<port> to the sandbox's sshd until Ctrl-C
+    Start(VscodeStartArgs),
+    /// Check that VS Code can connect: sshd, authorized_keys, key match, host key, real login
+    Status(VscodeStatusArgs),
+    /// Rotate the sandbox's keypair without destroying it
+    Rekey(VscodeRekeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VscodeStartArgs {
+    /// The sandbox: ID, alias or list number
+    pub(crate) sandbox: String,
+    /// The local port VS Code connects to
+    #[arg(long, default_value_t = 2222, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) local_port: u16,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VscodeStatusArgs {
+    /// The sandbox: ID, alias or list number
+    pub(crate) sandbox: String,
+    /// Print the checks as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VscodeRekeyArgs {
+    /// The sandbox: ID, alias or list number
+    pub(crate) sandbox: String,
+    /// Rekey even when the sandbox is locked
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Don't ask for confirmation
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// The sandbox this agent serves (shown by `ps`)
+    pub(crate) sandbox: String,
+    /// The sandbox directory
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

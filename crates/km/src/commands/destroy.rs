@@ -1,0 +1,66 @@
+//! `km destroy`: the sandbox, its record, its key files, its Host entry and its pinned key.
+
+use std::process::ExitCode;
+
+use km_core::id::SandboxId;
+use km_core::platform::Platform;
+use km_core::record::SandboxStore;
+
+use crate::cli::DestroyArgs;
+use crate::context::Context;
+use crate::error::{CommandError, CommandResult};
+use crate::ssh_entries;
+use crate::ui;
+
+pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCode> {
+    let store = context.store()?;
+    let record = context.resolve(&store, &args.sandbox)?;
+    let id = &record.id;
+    if record.locked && !args.force {
+        return Err(CommandError::user(format!("sandbox {id} is locked"))
+            .hint(format!("km unlock {id}, or pass --force")));
+    }
+    if !args.yes {
+        match ui::confirm(&format!("Destroy sandbox {id} and its keys?")) {
+            Some(true) => {}
+            Some(false) => {
+                ui::status("Aborted.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            None => {
+                return Err(CommandError::user(format!("refusing to destroy {id} without confirmation (no terminal to ask on)"))
+                    .hint(format!("km destroy {id} --yes")));
+            }
+        }
+    }
+    let platform = context.platform()?;
+    platform.destroy(&record)?;
+    forget_operator_state(context, id)?;
+    store.delete(id)?;
+    ui::status(&format!("✓ Sandbox {id} destroyed (keys, ssh config entry and host key pin removed)"));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Removes what km keeps on this machine for a sandbox: key files (including rekey leftovers),
+/// the Host entry and the pinned host key.
+pub(crate) fn forget_operator_state(context: &Context, id: &SandboxId) -> CommandResult<()> {
+    let private = context.paths.private_key(id);
+    let public = context.paths.public_key(id);
+    for path in [private.clone(), public.clone(), with_suffix(&private, ".new"), with_suffix(&public, ".new")] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CommandError::user(format!("cannot remove {}", path.display())).cause(e)),
+        }
+    }
+    ssh_entries::remove_host(context, id)?;
+    ssh_entries::unpin_host_key(context, id)?;
+    Ok(())
+}
+
+/// `path` with `suffix` appended to its file name.
+pub(crate) fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}

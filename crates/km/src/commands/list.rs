@@ -1,0 +1,86 @@
+//! `km list`: every sandbox, with its status checked against reality.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use km_core::platform::Platform;
+use km_core::record::{SandboxRecord, SandboxStore, Status};
+
+use crate::cli::ListArgs;
+use crate::context::Context;
+use crate::error::CommandResult;
+use crate::ui;
+
+/// What the record says, corrected by whether the agent really answers.
+pub(crate) fn live_status(platform: &impl Platform, record: &SandboxRecord) -> Status {
+    match record.status {
+        Status::Running | Status::Starting | Status::Stopped => {
+            if platform.is_running(record) {
+                Status::Running
+            } else {
+                Status::Stopped
+            }
+        }
+        Status::Failed => Status::Failed,
+    }
+}
+
+pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode> {
+    let store = context.store()?;
+    let platform = context.platform()?;
+    let records = store.list()?;
+    let rows: Vec<(SandboxRecord, Status)> = records
+        .into_iter()
+        .map(|record| {
+            let status = live_status(&platform, &record);
+            (record, status)
+        })
+        .collect();
+    if args.json {
+        let items: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(record, status)| {
+                serde_json::json!({
+                    "number": record.number,
+                    "id": record.id,
+                    "alias": record.alias,
+                    "status": status,
+                    "locked": record.locked,
+                    "profile": record.profile,
+                    "platform": record.platform,
+                    "created_at": humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(record.created_at)).to_string(),
+                    "vscode_enabled": record.vscode_enabled,
+                    "key_fingerprint": record.key_fingerprint,
+                })
+            })
+            .collect();
+        ui::data(&serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut out = format!("{:<4} {:<22} {:<20} {:<9} {:<14} {:>5}\n", "#", "ID", "ALIAS", "STATUS", "PROFILE", "AGE");
+    for (record, status) in &rows {
+        let alias = record.alias.as_ref().map_or("-", |a| a.as_str());
+        let lock = if record.locked { " 🔒" } else { "" };
+        out.push_str(&format!(
+            "{:<4} {:<22} {:<20} {:<9} {:<14} {:>5}{lock}\n",
+            record.number,
+            record.id.as_str(),
+            alias,
+            status.as_str(),
+            record.profile,
+            age(now.saturating_sub(record.created_at)),
+        ));
+    }
+    ui::data(out.trim_end());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn age(seconds: u64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}

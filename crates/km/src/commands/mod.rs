@@ -1,0 +1,36 @@
+//! One module per command; `dispatch` is the only place that knows them all.
+
+mod agent;
+mod create;
+mod destroy;
+mod init;
+mod lifecycle;
+mod list;
+mod proxy;
+mod shell;
+mod validate;
+mod vscode;
+
+use std::process::ExitCode;
+
+use crate::cli::Command;
+use crate::context::Context;
+use crate::error::CommandResult;
+
+pub(crate) fn dispatch(command: Command, context: &Context) -> CommandResult<ExitCode> {
+    match command {
+        Command::Init(args) => init::run(context, &args),
+        Command::Validate(args) => validate::run(context, &args),
+        Command::Create(args) => create::run(context, &args),
+        Command::List(args) => list::run(context, &args),
+        Command::Destroy(args) => destroy::run(context, &args),
+        Command::Stop(args) => lifecycle::stop(context, &args.sandbox),
+        Command::Resume(args) => lifecycle::resume(context, &args.sandbox),
+        Command::Lock(args) => lifecycle::set_lock(context, &args.sandbox, true),
+        Command::Unlock(args) => lifecycle::set_lock(context, &args.sandbox, false),
+        Command::Shell(args) => shell::run(context, &args),
+        Command::Vscode(command) => vscode::dispatch(context, command),
+        Command::Proxy(args) => proxy::run(context, &args.sandbox),
+        Command::Agent(args) => agent::run(&args),
+    }
+}

@@ -1,0 +1,163 @@
+//! `km vscode start`: write the Host entry, then forward 127.0.0.1:<port> to the sandbox's sshd
+//! in the foreground until Ctrl-C.
+//!
+//! Each accepted connection is handed whole to a fresh `sshd -i` in the sandbox (the socket
+//! itself is passed), so VS Code's many parallel connections each get their own session and no
+//! byte is copied by km.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use km_core::platform::{Platform, PlatformError};
+use km_core::record::{SandboxRecord, SandboxStore, Status};
+use km_local::platform::LocalPlatform;
+
+use crate::cli::VscodeStartArgs;
+use crate::context::Context;
+use crate::error::{CommandError, CommandResult};
+use crate::ssh_entries;
+use crate::ui;
+
+use super::{probe, problem_error, require_enabled};
+
+const BACKOFF_START: Duration = Duration::from_millis(500);
+const BACKOFF_CAP: Duration = Duration::from_secs(8);
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<ExitCode> {
+    let store = context.store()?;
+    let record = context.resolve(&store, &args.sandbox)?;
+    require_enabled(&record)?;
+    let id = record.id.clone();
+    let port = args.local_port;
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).map_err(|e| {
+        CommandError::user(format!("local port {port} is already in use — pick a different one with --local-port"))
+            .cause(e)
+            .hint(format!("km vscode start {id} --local-port {}", suggest_port(port)))
+    })?;
+    let key = context.paths.private_key(&id);
+    if !key.exists() {
+        return Err(CommandError::user(format!("private key for {id} not found at {}", key.display()))
+            .cause("keys live on the machine that created the sandbox")
+            .hint(format!("bootstrap a new key on this machine: km vscode rekey {id}")));
+    }
+    let platform = context.platform()?;
+    if !platform.is_running(&record) {
+        return Err(CommandError::user(format!("sandbox {id} is not running")).hint(format!("km resume {id}")));
+    }
+    let found = probe(&platform, &record)?;
+    if let Some(problem) = found.problem() {
+        return Err(problem_error(&record, problem));
+    }
+    let entry = ssh_entries::host_entry(context, &id, port, &platform.login_user())?;
+    ssh_entries::upsert_host(context, &entry)?;
+    ui::status(&format!("✓ Updated ~/.ssh/config (Host: {})", id.host_alias()));
+    ui::status(&format!("✓ Forwarding localhost:{port} → sandbox:22"));
+    ui::status("");
+    ui::status(&format!("In VS Code: F1 → \"Remote-SSH: Connect to Host…\" → {}", id.host_alias()));
+    ui::status(&format!("From a terminal: ssh {}", id.host_alias()));
+    ui::status("The tunnel auto-reconnects if it drops; press Ctrl-C to close it (sshd keeps running on the sandbox).");
+    ui::status("");
+    serve(context, listener, platform, record)
+}
+
+fn suggest_port(port: u16) -> u16 {
+    (port.saturating_add(1)..=u16::MAX)
+        .chain(1024..port)
+        .find(|p| TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, *p))).is_ok())
+        .unwrap_or(22122)
+}
+
+/// Why the tunnel gave up.
+enum Ending {
+    Interrupted,
+    Gone(CommandError),
+}
+
+fn serve(context: &Context, listener: TcpListener, platform: LocalPlatform, record: SandboxRecord) -> CommandResult<ExitCode> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CommandError::user("cannot start the tunnel's runtime").cause(e))?;
+    let platform = Arc::new(platform);
+    let record = Arc::new(record);
+    let ending = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let mut backoff = BACKOFF_START;
+        let mut down = false;
+        let mut next_check = tokio::time::Instant::now() + HEALTH_INTERVAL;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok::<_, std::io::Error>(Ending::Interrupted),
+                accepted = listener.accept() => {
+                    let Ok((socket, _)) = accepted else { continue };
+                    let _ = socket.set_nodelay(true);
+                    let socket = socket.into_std()?;
+                    let platform = Arc::clone(&platform);
+                    let record = Arc::clone(&record);
+                    tokio::task::spawn_blocking(move || hand_off(&platform, &record, &socket));
+                }
+                _ = tokio::time::sleep_until(next_check) => {
+                    let alive = platform.is_running(&record);
+                    if alive {
+                        if down {
+                            ui::status(&format!("✓ Sandbox {} is reachable again; forwarding resumed", record.id));
+                        }
+                        down = false;
+                        backoff = BACKOFF_START;
+                        next_check = tokio::time::Instant::now() + HEALTH_INTERVAL;
+                        continue;
+                    }
+                    if let Some(error) = why_gone(context, &record) {
+                        return Ok(Ending::Gone(error));
+                    }
+                    ui::warn(&format!(
+                        "sandbox {} is not answering; reconnecting in {:.1}s",
+                        record.id,
+                        backoff.as_secs_f32()
+                    ));
+                    down = true;
+                    next_check = tokio::time::Instant::now() + backoff;
+                    backoff = (backoff * 2).min(BACKOFF_CAP);
+                }
+            }
+        }
+    })?;
+    match ending {
+        Ending::Interrupted => {
+            ui::status(&format!(
+                "✓ Tunnel closed; the Host entry {} stays for next time",
+                record.id.host_alias()
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Ending::Gone(error) => Err(error),
+    }
+}
+
+fn hand_off(platform: &LocalPlatform, record: &SandboxRecord, socket: &std::net::TcpStream) {
+    match platform.open_stream(record, &[socket.as_raw_fd()]) {
+        Ok(_session) => {}
+        Err(PlatformError::NotRunning(_)) => {}
+        Err(e) => ui::warn(&format!("a connection to {} failed: {e}", record.id)),
+    }
+}
+
+/// The reason to stop retrying, if the sandbox was stopped or destroyed on purpose.
+fn why_gone(context: &Context, record: &SandboxRecord) -> Option<CommandError> {
+    let id = &record.id;
+    let store = context.store().ok()?;
+    match store.get(id) {
+        Ok(None) => Some(CommandError::user(format!("sandbox {id} was destroyed; the tunnel stops"))),
+        Ok(Some(current)) if current.status == Status::Stopped => Some(
+            CommandError::user(format!("sandbox {id} was stopped; the tunnel stops"))
+                .hint(format!("km resume {id} && km vscode start {id}")),
+        ),
+        _ => None,
+    }
+}

@@ -1,0 +1,104 @@
+//! Everything a command needs from the environment, read once at start-up.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use km_core::id::SandboxRef;
+use km_core::paths::KmPaths;
+use km_core::profile::SearchPath;
+use km_core::record::{SandboxRecord, SandboxStore};
+use km_local::platform::LocalPlatform;
+use km_local::sshd::find_tools;
+use km_local::store::SqliteStore;
+
+use crate::error::{CommandError, CommandResult};
+
+/// The process environment km depends on.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    pub(crate) paths: KmPaths,
+    pub(crate) path_var: String,
+    pub(crate) sshd_override: Option<PathBuf>,
+    pub(crate) profile_path: Option<OsString>,
+    pub(crate) km_exe: PathBuf,
+}
+
+impl Context {
+    pub(crate) fn from_process() -> Self {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
+        Self {
+            paths: KmPaths::new(home),
+            path_var: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+            sshd_override: std::env::var_os("KM_SSHD").map(PathBuf::from),
+            profile_path: std::env::var_os("KM_PROFILE_PATH"),
+            km_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("km")),
+        }
+    }
+
+    /// Where `extends` looks after the profile's own directory.
+    pub(crate) fn search_path(&self) -> SearchPath {
+        let mut dirs = vec![self.paths.profiles_dir()];
+        if let Some(extra) = &self.profile_path {
+            dirs.extend(std::env::split_paths(extra));
+        }
+        SearchPath { dirs }
+    }
+
+    /// Opens the store, which `km init` creates.
+    pub(crate) fn store(&self) -> CommandResult<SqliteStore> {
+        let file = self.paths.store_file();
+        if !file.exists() {
+            return Err(CommandError::user(format!(
+                "km is not initialised on this machine ({} does not exist)",
+                file.display()
+            ))
+            .hint("run `km init`"));
+        }
+        Ok(SqliteStore::open(&file)?)
+    }
+
+    /// The local platform, with OpenSSH's server tools found.
+    pub(crate) fn platform(&self) -> CommandResult<LocalPlatform> {
+        let tools = find_tools(self.sshd_override.as_deref(), Some(&self.path_var)).map_err(|e| {
+            let error = CommandError::user(e.to_string());
+            if self.sshd_override.is_some() {
+                error.hint("KM_SSHD must name an executable sshd by absolute path; unset it to search the usual places")
+            } else {
+                error.hint(install_hint())
+            }
+        })?;
+        Ok(LocalPlatform::new(
+            self.paths.clone(),
+            self.km_exe.clone(),
+            tools,
+            self.path_var.clone(),
+            current_user(),
+        ))
+    }
+
+    /// Finds the sandbox a user reference names.
+    pub(crate) fn resolve(&self, store: &impl SandboxStore, text: &str) -> CommandResult<SandboxRecord> {
+        let reference: SandboxRef = text.parse().map_err(|e: km_core::id::IdError| {
+            CommandError::user(e.to_string()).hint("run `km list` to see sandboxes with their IDs, aliases and numbers")
+        })?;
+        Ok(store.resolve(&reference)?)
+    }
+}
+
+/// How to install OpenSSH's server on this OS.
+pub(crate) fn install_hint() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "macOS ships /usr/sbin/sshd; set KM_SSHD=/usr/sbin/sshd if it is not found"
+    } else {
+        "install it: `sudo apt-get install openssh-server` (Debian/Ubuntu) or `sudo dnf install openssh-server` (Fedora)"
+    }
+}
+
+/// The operator's login name, which local sandboxes' sshd logs in.
+pub(crate) fn current_user() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name)
+}

@@ -1,0 +1,78 @@
+//! The one error type of the binary: what went wrong, why, and the exact command to run next.
+
+use km_core::platform::PlatformError;
+use km_core::record::StoreError;
+
+/// A failed command.
+#[derive(Debug)]
+pub(crate) struct CommandError {
+    pub(crate) message: String,
+    pub(crate) causes: Vec<String>,
+    pub(crate) hints: Vec<String>,
+    pub(crate) exit_code: u8,
+}
+
+pub(crate) type CommandResult<T> = Result<T, CommandError>;
+
+impl CommandError {
+    /// A failure caused by the user's input or the sandbox's state (exit 1).
+    pub(crate) fn user(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            causes: Vec::new(),
+            hints: Vec::new(),
+            exit_code: 1,
+        }
+    }
+
+    /// Adds a `hint:` line.
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hints.push(hint.into());
+        self
+    }
+
+    /// Adds a `caused by:` line.
+    pub(crate) fn cause(mut self, cause: impl std::fmt::Display) -> Self {
+        self.causes.push(cause.to_string());
+        self
+    }
+
+    pub(crate) fn exit_code(&self) -> u8 {
+        self.exit_code
+    }
+}
+
+impl From<StoreError> for CommandError {
+    fn from(error: StoreError) -> Self {
+        let hint = match &error {
+            StoreError::NotFound { .. } | StoreError::Ambiguous { .. } => {
+                Some("run `km list` to see sandboxes with their IDs, aliases and numbers".to_owned())
+            }
+            StoreError::AliasTaken(alias) => Some(format!(
+                "pick another --alias, or free it with `km destroy {alias} --yes`"
+            )),
+            _ => None,
+        };
+        let mut out = Self::user(error.to_string());
+        if let Some(hint) = hint {
+            out = out.hint(hint);
+        }
+        out
+    }
+}
+
+impl From<PlatformError> for CommandError {
+    fn from(error: PlatformError) -> Self {
+        match &error {
+            PlatformError::NotRunning(id) => Self::user(error.to_string())
+                .hint(format!("start it with `km resume {id}`")),
+            _ => Self::user(error.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for CommandError {
+    fn from(error: std::io::Error) -> Self {
+        Self::user(error.to_string())
+    }
+}

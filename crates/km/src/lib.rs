@@ -1,0 +1,36 @@
+//! km's command-line front end: the only crate that prints.
+//!
+//! `run` parses arguments, builds the [`context::Context`] from the environment once, dispatches
+//! to one file per command, and turns a [`error::CommandError`] into `error:`/`hint:` lines and
+//! an exit code (1 for failures, 2 for usage errors).
+
+mod cli;
+mod commands;
+mod context;
+mod error;
+mod ssh_client;
+mod ssh_entries;
+mod ui;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Runs km with the process's arguments and environment.
+pub fn run() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let context = context::Context::from_process();
+    match commands::dispatch(cli.command, &context) {
+        Ok(code) => code,
+        Err(error) => {
+            ui::print_error(&error);
+            ExitCode::from(error.exit_code())
+        }
+    }
+}

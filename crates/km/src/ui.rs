@@ -1,0 +1,86 @@
+//! Terminal output: data on stdout, progress, ✓ lines, warnings and errors on stderr.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use crate::error::CommandError;
+
+/// Prints data for scripts.
+pub(crate) fn data(line: &str) {
+    println!("{line}");
+}
+
+/// Prints a progress or success line.
+pub(crate) fn status(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Prints a warning.
+pub(crate) fn warn(line: &str) {
+    eprintln!("warning: {line}");
+}
+
+/// Renders a failed command.
+pub(crate) fn print_error(error: &CommandError) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "error: {}", error.message);
+    for cause in &error.causes {
+        let _ = writeln!(err, "  caused by: {cause}");
+    }
+    for hint in &error.hints {
+        let _ = writeln!(err, "hint: {hint}");
+    }
+}
+
+/// Asks a yes/no question on the terminal; `None` when there is no terminal to ask on.
+pub(crate) fn confirm(question: &str) -> Option<bool> {
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).ok()?;
+    Some(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
+/// A spinner on stderr while slow work runs; silent when stderr is not a terminal.
+pub(crate) struct Spinner {
+    running: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Spinner {
+    pub(crate) fn start(label: &str) -> Self {
+        let running = Arc::new(AtomicBool::new(true));
+        let handle = std::io::stderr().is_terminal().then(|| {
+            let running = Arc::clone(&running);
+            let label = label.to_owned();
+            thread::spawn(move || {
+                let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+                let mut i = 0;
+                while running.load(Ordering::Relaxed) {
+                    eprint!("\r{} {label}", frames[i % frames.len()]);
+                    i += 1;
+                    thread::sleep(Duration::from_millis(80));
+                }
+                eprint!("\r\x1b[2K");
+            })
+        });
+        Self { running, handle }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
