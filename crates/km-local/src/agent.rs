@@ -26,7 +26,7 @@ use nix::unistd::{Pid, geteuid};
 use crate::layout::SandboxLayout;
 use crate::process_tree;
 use crate::protocol::{Envelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Reply, Request, recv_frame, send_frame};
-use crate::sshd::{SshdTools, render_sshd_config};
+use crate::sshd::{SESSION_WRAPPER, SshdTools, render_sshd_config, session_wrapper};
 
 /// Exec output beyond this many bytes per stream is cut.
 const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
@@ -143,6 +143,12 @@ impl Agent {
             // A root sshd insists on its privilege-separation directory.
             let _ = fs::create_dir_all("/run/sshd");
             let _ = fs::set_permissions("/run/sshd", fs::Permissions::from_mode(0o755));
+        }
+        let wrapper = session_wrapper(self.layout.root());
+        if fs::write(&wrapper, SESSION_WRAPPER).is_err()
+            || fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o700)).is_err()
+        {
+            return false;
         }
         let config = render_sshd_config(self.layout.root(), &self.config.tools);
         if fs::write(self.layout.sshd_config(), config).is_err() {

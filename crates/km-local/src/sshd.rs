@@ -79,6 +79,21 @@ fn list(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
+/// Where the session wrapper lives.
+pub fn session_wrapper(sandbox_dir: &Path) -> PathBuf {
+    sandbox_dir.join("etc/session.sh")
+}
+
+/// Every session (shell, command, sftp, VS Code's `bash`) starts in the sandbox's home,
+/// so relative paths from scp, sftp and scripts land inside the sandbox.
+pub const SESSION_WRAPPER: &str = r#"#!/bin/sh
+cd "$HOME" 2>/dev/null || exit 1
+if [ -n "${SSH_ORIGINAL_COMMAND:-}" ]; then
+  exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
+fi
+exec "${SHELL:-/bin/sh}" -l
+"#;
+
 fn quoted(path: &Path) -> String {
     format!("\"{}\"", path.display())
 }
@@ -106,6 +121,8 @@ pub fn render_sshd_config(sandbox_dir: &Path, tools: &SshdTools) -> String {
         "KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org".into(),
         format!("Subsystem sftp {}", quoted(&tools.sftp_server)),
         format!("SetEnv HOME={}", home.display()),
+        // sshd starts sessions in the passwd home; the wrapper moves them into the sandbox's.
+        format!("ForceCommand {}", km_core::userdata::shell_quote(&session_wrapper(sandbox_dir).display().to_string())),
         "LogLevel VERBOSE".into(),
         String::new(),
     ]
