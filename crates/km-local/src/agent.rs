@@ -186,23 +186,14 @@ impl Agent {
         let frame = match recv_frame(&connection, MAX_REQUEST_BYTES) {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
-            Err(e) => {
-                reply(&Reply::Error { message: format!("unreadable request: {e}") });
-                return;
-            }
+            Err(e) => return refuse(&connection, format!("unreadable request: {e}")),
         };
         let Some(body) = frame.body else {
-            reply(&Reply::Error {
-                message: format!("request larger than {MAX_REQUEST_BYTES} bytes"),
-            });
-            return;
+            return refuse(&connection, format!("request larger than {MAX_REQUEST_BYTES} bytes"));
         };
         let envelope: Envelope = match serde_json::from_slice(&body) {
             Ok(envelope) => envelope,
-            Err(e) => {
-                reply(&Reply::Error { message: format!("malformed request: {e}") });
-                return;
-            }
+            Err(e) => return refuse(&connection, format!("malformed request: {e}")),
         };
         if envelope.v != PROTOCOL_VERSION {
             reply(&Reply::Error {
@@ -367,6 +358,22 @@ impl Agent {
             let _ = fs::remove_file(self.layout.agent_pid());
         }
         std::process::exit(0);
+    }
+}
+
+/// Replies with an error, then drains what the client still sends: closing with unread bytes
+/// would reset the connection and lose the reply.
+fn refuse(connection: &UnixStream, message: String) {
+    let _ = send_frame(connection, &Reply::Error { message }, &[]);
+    let _ = connection.shutdown(std::net::Shutdown::Write);
+    let _ = connection.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut sink = [0u8; 8192];
+    let mut drained = 0;
+    while drained < MAX_REQUEST_BYTES * 4 {
+        match (&*connection).read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
     }
 }
 

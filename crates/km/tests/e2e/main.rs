@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `km` binary, real OpenSSH `ssh`/`sshd`, real SQLite, each test in
+//! its own temporary HOME. Every sandbox a test creates is destroyed by that test.
+
+mod lifecycle;
+mod support;
+mod vscode;

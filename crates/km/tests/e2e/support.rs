@@ -1,0 +1,180 @@
+//! A temporary HOME, the `km` binary, and helpers to drive real ssh against sandboxes.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub(crate) const KM: &str = env!("CARGO_BIN_EXE_km");
+
+pub(crate) fn repo_profile(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles").join(format!("{name}.yaml"))
+}
+
+/// One isolated operator: its own HOME, never the real one.
+pub(crate) struct TestEnv {
+    pub(crate) home: tempfile::TempDir,
+    created: Vec<String>,
+}
+
+impl TestEnv {
+    pub(crate) fn new() -> Self {
+        let env = Self { home: tempfile::Builder::new().prefix("km").tempdir().unwrap(), created: Vec::new() };
+        env.ok(&["init"]);
+        env
+    }
+
+    pub(crate) fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(KM);
+        command
+            .args(args)
+            .env_clear()
+            .env("HOME", self.home())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null());
+        command
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "km {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert_eq!(output.status.code(), Some(1), "km {args:?} should fail: {output:?}");
+        String::from_utf8(output.stderr).unwrap()
+    }
+
+    pub(crate) fn create(&mut self, profile: &str, alias: Option<&str>) -> String {
+        let path = repo_profile(profile);
+        let mut args = vec!["create", path.to_str().unwrap()];
+        if let Some(alias) = alias {
+            args.extend(["--alias", alias]);
+        }
+        let id = self.ok(&args).trim().to_owned();
+        self.created.push(id.clone());
+        id
+    }
+
+    pub(crate) fn destroy(&mut self, id: &str) {
+        self.ok(&["destroy", id, "--yes", "--force"]);
+        self.created.retain(|c| c != id);
+    }
+
+    pub(crate) fn list_json(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.ok(&["list", "--json"])).unwrap()
+    }
+
+    pub(crate) fn status_of(&self, id: &str) -> String {
+        self.list_json().iter().find(|s| s["id"] == id).unwrap()["status"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) fn key(&self, id: &str) -> PathBuf {
+        self.home().join(".km/keys").join(id)
+    }
+
+    /// `ssh` through `km proxy`, pinned host key, the given key.
+    pub(crate) fn ssh_via_proxy(&self, id: &str, key: &Path) -> Command {
+        let mut command = Command::new("ssh");
+        command
+            .env("HOME", self.home())
+            .args(["-F", "none", "-T", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes"])
+            .arg("-i")
+            .arg(key)
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.home().join(".km/known_hosts").display()))
+            .arg("-o")
+            .arg(format!("HostKeyAlias=km-{id}"))
+            .arg("-o")
+            .arg(format!("ProxyCommand={KM} proxy {id}"))
+            .arg(format!("km-{id}"))
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// `ssh` using the managed `~/.ssh/config` (ssh reads the passwd home, so name it with -F).
+    pub(crate) fn ssh_config(&self, host: &str) -> Command {
+        let mut command = Command::new("ssh");
+        command
+            .arg("-F")
+            .arg(self.home().join(".ssh/config"))
+            .args(["-o", "BatchMode=yes", "-T"])
+            .arg(host)
+            .stdin(Stdio::null());
+        command
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for id in self.created.clone() {
+            let _ = self.run(&["destroy", &id, "--yes", "--force"]);
+        }
+    }
+}
+
+pub(crate) fn succeeds(command: &mut Command) -> bool {
+    command.stderr(Stdio::null()).stdout(Stdio::null()).status().unwrap().success()
+}
+
+pub(crate) fn stdout_of(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `km vscode start` running in the background, stopped (by PID) when dropped.
+pub(crate) struct Tunnel {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
+}
+
+impl Tunnel {
+    pub(crate) fn start(env: &TestEnv, sandbox: &str) -> Self {
+        let port = free_port();
+        let child = env
+            .command(&["vscode", "start", sandbox, "--local-port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the tunnel never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    pub(crate) fn interrupt(mut self) -> Output {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
