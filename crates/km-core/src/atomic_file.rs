@@ -32,7 +32,8 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
         .permissions(Permissions::from_mode(mode))
         .tempfile_in(&dir)?;
     // The umask may have narrowed the mode at creation; set it exactly.
-    temp.as_file().set_permissions(Permissions::from_mode(mode))?;
+    temp.as_file()
+        .set_permissions(Permissions::from_mode(mode))?;
     temp.write_all(contents)?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
@@ -138,10 +139,10 @@ where
     if current.as_deref() == Some(updated.as_slice()) {
         return Ok(false);
     }
-    if let Some(parent) = target.parent() {
-        if !parent.exists() {
-            ensure_private_dir(parent, 0o700)?;
-        }
+    if let Some(parent) = target.parent()
+        && !parent.exists()
+    {
+        ensure_private_dir(parent, 0o700)?;
     }
     write_atomic(&target, &updated, mode)?;
     Ok(true)
@@ -159,7 +160,10 @@ mod tests {
         fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
         write_atomic(&path, b"new", 0o600).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file is left behind");
     }
@@ -178,8 +182,16 @@ mod tests {
             Ok(Some(b"b".to_vec()))
         })
         .unwrap();
-        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         assert_eq!(fs::read(&real).unwrap(), b"b");
-        assert_eq!(fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
     }
 }

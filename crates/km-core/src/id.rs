@@ -15,13 +15,19 @@ pub const DEFAULT_PREFIX: &str = "sb";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     /// The prefix does not match `^[a-z][a-z0-9]{0,11}$`.
-    #[error("invalid prefix {0:?}: use 1-12 characters, a lowercase letter then lowercase letters or digits")]
+    #[error(
+        "invalid prefix {0:?}: use 1-12 characters, a lowercase letter then lowercase letters or digits"
+    )]
     Prefix(String),
     /// The sandbox ID does not match `<prefix>-<8 lowercase hex>`.
-    #[error("invalid sandbox ID {0:?}: expected <prefix>-<8 lowercase hex digits>, e.g. sb-1a2b3c4d")]
+    #[error(
+        "invalid sandbox ID {0:?}: expected <prefix>-<8 lowercase hex digits>, e.g. sb-1a2b3c4d"
+    )]
     SandboxId(String),
     /// The alias does not match `^[a-z0-9][a-z0-9._-]{0,62}$`.
-    #[error("invalid alias {0:?}: use 1-63 characters from a-z 0-9 . _ -, starting with a letter or digit")]
+    #[error(
+        "invalid alias {0:?}: use 1-63 characters from a-z 0-9 . _ -, starting with a letter or digit"
+    )]
     Alias(String),
     /// The reference is none of an ID, an alias or a list number.
     #[error("{0:?} is not a sandbox ID, alias or `km list` number")]
@@ -184,7 +190,9 @@ impl FromStr for SandboxRef {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let digits = text.trim_start_matches('#');
         if !digits.is_empty() && digits.len() <= 9 && digits.chars().all(|c| c.is_ascii_digit()) {
-            let number: u32 = digits.parse().map_err(|_| IdError::Reference(text.into()))?;
+            let number: u32 = digits
+                .parse()
+                .map_err(|_| IdError::Reference(text.into()))?;
             if number > 0 {
                 return Ok(Self::Number(number));
             }
@@ -224,7 +232,13 @@ mod tests {
     #[test]
     fn known_good_and_bad_ids() {
         assert!("lrn2-ee9499b5".parse::<SandboxId>().is_ok());
-        for bad in ["lrn2-EE9499B5", "lrn2-ee9499b", "-ee9499b5", "2x-ee9499b5", "a-b-ee9499b5"] {
+        for bad in [
+            "lrn2-EE9499B5",
+            "lrn2-ee9499b",
+            "-ee9499b5",
+            "2x-ee9499b5",
+            "a-b-ee9499b5",
+        ] {
             assert!(bad.parse::<SandboxId>().is_err(), "{bad}");
         }
     }
@@ -233,7 +247,10 @@ mod tests {
     fn references_distinguish_numbers_ids_and_aliases() {
         assert_eq!("3".parse::<SandboxRef>().unwrap(), SandboxRef::Number(3));
         assert_eq!("#12".parse::<SandboxRef>().unwrap(), SandboxRef::Number(12));
-        assert!(matches!("sb-0123abcd".parse(), Ok(SandboxRef::IdOrAlias(..))));
+        assert!(matches!(
+            "sb-0123abcd".parse(),
+            Ok(SandboxRef::IdOrAlias(..))
+        ));
         assert!(matches!("my-poc".parse(), Ok(SandboxRef::Alias(_))));
         for bad in ["0", "../x", "a b", "*", "", "x\ny", "A"] {
             assert!(bad.parse::<SandboxRef>().is_err(), "{bad:?}");

@@ -86,7 +86,9 @@ pub fn parse_public_line(line: &str) -> Result<PublicKey, KeyError> {
 
 /// The SHA256 fingerprint of a public key line.
 pub fn fingerprint_of_line(line: &str) -> Result<String, KeyError> {
-    Ok(parse_public_line(line)?.fingerprint(HashAlg::Sha256).to_string())
+    Ok(parse_public_line(line)?
+        .fingerprint(HashAlg::Sha256)
+        .to_string())
 }
 
 /// Reads a `.pub` file and returns its fingerprint.
@@ -116,13 +118,21 @@ mod tests {
 
     #[test]
     fn hostile_public_lines_are_refused() {
-        for bad in ["", "ssh-ed25519", "ssh-rsa AAAA x", "ssh-ed25519 AAAA'; rm -rf / #"] {
+        for bad in [
+            "",
+            "ssh-ed25519",
+            "ssh-rsa AAAA x",
+            "ssh-ed25519 AAAA'; rm -rf / #",
+        ] {
             assert!(parse_public_line(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn key_material_ignores_comments() {
-        assert_eq!(key_material("ssh-ed25519 AAAA c1"), key_material("ssh-ed25519 AAAA c2"));
+        assert_eq!(
+            key_material("ssh-ed25519 AAAA c1"),
+            key_material("ssh-ed25519 AAAA c2")
+        );
     }
 }

@@ -48,7 +48,8 @@ pub trait Platform {
     /// The name stored in each record.
     fn name(&self) -> &'static str;
     /// Creates and boots the sandbox, running `userdata` at first boot; returns its resources.
-    fn provision(&self, id: &SandboxId, userdata: &str) -> Result<serde_json::Value, PlatformError>;
+    fn provision(&self, id: &SandboxId, userdata: &str)
+    -> Result<serde_json::Value, PlatformError>;
     /// Starts a stopped sandbox without repeating first boot.
     fn resume(&self, record: &SandboxRecord) -> Result<(), PlatformError>;
     /// Stops every process of the sandbox; its disk stays.
@@ -58,9 +59,18 @@ pub trait Platform {
     /// Whether the sandbox really runs now (not only what was last recorded).
     fn is_running(&self, record: &SandboxRecord) -> bool;
     /// Runs a shell script in the sandbox, with `$HOME` set to the sandbox user's home.
-    fn exec(&self, record: &SandboxRecord, script: &str, timeout: Duration) -> Result<ExecOutput, PlatformError>;
+    fn exec(
+        &self,
+        record: &SandboxRecord,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<ExecOutput, PlatformError>;
     /// Hands `fds` (one socket, or stdin and stdout) to a fresh sshd session in the sandbox.
-    fn open_stream(&self, record: &SandboxRecord, fds: &[RawFd]) -> Result<Box<dyn StreamSession>, PlatformError>;
+    fn open_stream(
+        &self,
+        record: &SandboxRecord,
+        fds: &[RawFd],
+    ) -> Result<Box<dyn StreamSession>, PlatformError>;
     /// A shell condition, run in the sandbox, that succeeds when sshd can serve.
     fn sshd_check(&self) -> String;
     /// Where the sandbox's host public key is, inside the sandbox.

@@ -150,9 +150,17 @@ pub trait SandboxStore {
     /// Sets or clears the lock.
     fn set_locked(&self, id: &SandboxId, locked: bool) -> Result<(), StoreError>;
     /// Records the installed client key's fingerprint.
-    fn set_key_fingerprint(&self, id: &SandboxId, fingerprint: Option<&str>) -> Result<(), StoreError>;
+    fn set_key_fingerprint(
+        &self,
+        id: &SandboxId,
+        fingerprint: Option<&str>,
+    ) -> Result<(), StoreError>;
     /// Records platform resources.
-    fn set_resources(&self, id: &SandboxId, resources: &serde_json::Value) -> Result<(), StoreError>;
+    fn set_resources(
+        &self,
+        id: &SandboxId,
+        resources: &serde_json::Value,
+    ) -> Result<(), StoreError>;
     /// Forgets the sandbox.
     fn delete(&self, id: &SandboxId) -> Result<(), StoreError>;
 
@@ -169,17 +177,15 @@ pub trait SandboxStore {
             SandboxRef::Alias(alias) => self
                 .get_by_alias(alias)?
                 .ok_or_else(|| not_found("as an alias")),
-            SandboxRef::IdOrAlias(id, alias) => {
-                match (self.get(id)?, self.get_by_alias(alias)?) {
-                    (Some(a), Some(b)) if a.id != b.id => Err(StoreError::Ambiguous {
-                        reference: reference.to_string(),
-                        by_id: a.id,
-                        by_alias: b.id,
-                    }),
-                    (Some(record), _) | (None, Some(record)) => Ok(record),
-                    (None, None) => Err(not_found("as a sandbox ID and as an alias")),
-                }
-            }
+            SandboxRef::IdOrAlias(id, alias) => match (self.get(id)?, self.get_by_alias(alias)?) {
+                (Some(a), Some(b)) if a.id != b.id => Err(StoreError::Ambiguous {
+                    reference: reference.to_string(),
+                    by_id: a.id,
+                    by_alias: b.id,
+                }),
+                (Some(record), _) | (None, Some(record)) => Ok(record),
+                (None, None) => Err(not_found("as a sandbox ID and as an alias")),
+            },
         }
     }
 }

@@ -88,7 +88,10 @@ pub fn parse_probe(stdout: &str) -> Probe {
                 .map(|l| (*l).to_owned())
                 .collect()
         }),
-        host_key: host.first().filter(|l| !l.is_empty()).map(|l| (*l).to_owned()),
+        host_key: host
+            .first()
+            .filter(|l| !l.is_empty())
+            .map(|l| (*l).to_owned()),
     }
 }
 
@@ -127,7 +130,10 @@ mod tests {
         let out = "=== sshd ===\nactive\n=== authorized_keys ===\npresent\nssh-ed25519 AAA km-sb-1\nssh-ed25519 BBB other\n=== hostkey ===\nssh-ed25519 HHH host\n";
         let probe = parse_probe(out);
         assert!(probe.sshd_active);
-        assert_eq!(probe.key_line_for("km-sb-1"), Some("ssh-ed25519 AAA km-sb-1"));
+        assert_eq!(
+            probe.key_line_for("km-sb-1"),
+            Some("ssh-ed25519 AAA km-sb-1")
+        );
         assert_eq!(probe.host_key.as_deref(), Some("ssh-ed25519 HHH host"));
         assert_eq!(probe.problem(), None);
     }
@@ -144,7 +150,10 @@ mod tests {
 
     #[test]
     fn readback_is_the_line_after_the_marker() {
-        assert_eq!(parse_readback("=== readback ===\nssh-ed25519 X km-a\n").as_deref(), Some("ssh-ed25519 X km-a"));
+        assert_eq!(
+            parse_readback("=== readback ===\nssh-ed25519 X km-a\n").as_deref(),
+            Some("ssh-ed25519 X km-a")
+        );
         assert_eq!(parse_readback("=== readback ===\n"), None);
     }
 }

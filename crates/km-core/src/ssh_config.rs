@@ -33,7 +33,9 @@ pub enum BlockError {
         end_line: usize,
     },
     /// There are two managed blocks.
-    #[error("lines {first_line} and {second_line}: two `{BEGIN_PREFIX}` markers; km manages one block")]
+    #[error(
+        "lines {first_line} and {second_line}: two `{BEGIN_PREFIX}` markers; km manages one block"
+    )]
     Duplicate {
         /// 1-based line of the first BEGIN marker.
         first_line: usize,
@@ -41,7 +43,9 @@ pub enum BlockError {
         second_line: usize,
     },
     /// A value cannot be written into ssh_config safely.
-    #[error("{0:?} cannot be written into an ssh config (it contains a quote, newline or control character)")]
+    #[error(
+        "{0:?} cannot be written into an ssh config (it contains a quote, newline or control character)"
+    )]
     UnsafeValue(String),
 }
 
@@ -110,7 +114,9 @@ fn split_lines(text: &str) -> Vec<Line<'_>> {
     let mut lines = Vec::new();
     let mut start = 0;
     while start < text.len() {
-        let end = text[start..].find('\n').map_or(text.len(), |i| start + i + 1);
+        let end = text[start..]
+            .find('\n')
+            .map_or(text.len(), |i| start + i + 1);
         let content = text[start..end]
             .trim_end_matches('\n')
             .trim_end_matches('\r');
@@ -246,7 +252,10 @@ fn render_block(entries: &[FoundEntry], eol: &str) -> String {
             let _ = write!(out, "{line}{eol}");
         }
     }
-    let _ = write!(out, "{HANDBACK_COMMENT}{eol}{HANDBACK_HOST}{eol}{END_MARKER}{eol}");
+    let _ = write!(
+        out,
+        "{HANDBACK_COMMENT}{eol}{HANDBACK_HOST}{eol}{END_MARKER}{eol}"
+    );
     out
 }
 
@@ -351,7 +360,11 @@ mod tests {
         assert_eq!(aliases, ["km-a", "km-b"]);
         assert!(entries[0].lines.contains(&"  Port 3".to_owned()));
         assert!(three.ends_with(USER));
-        assert_eq!(upsert(&three, &entry("km-a", 3)).unwrap(), three, "idempotent");
+        assert_eq!(
+            upsert(&three, &entry("km-a", 3)).unwrap(),
+            three,
+            "idempotent"
+        );
     }
 
     #[test]
@@ -369,7 +382,10 @@ mod tests {
     fn crlf_files_stay_crlf() {
         let original = "Host x\r\n  Port 1\r\n";
         let out = upsert(original, &entry("km-a", 1)).unwrap();
-        assert!(!out.replace("\r\n", "").contains('\n'), "only CRLF endings: {out:?}");
+        assert!(
+            !out.replace("\r\n", "").contains('\n'),
+            "only CRLF endings: {out:?}"
+        );
         assert!(out.ends_with(original));
     }
 
@@ -422,7 +438,9 @@ mod tests {
         assert_eq!(quote_value("/a/c").unwrap(), "/a/c");
         assert!(quote_value("/a\"b").is_err());
         assert!(quote_value("/a\nHost *").is_err());
-        let e = HostEntry::new("km-a").path_option("IdentityFile", "/h/100%/k").unwrap();
+        let e = HostEntry::new("km-a")
+            .path_option("IdentityFile", "/h/100%/k")
+            .unwrap();
         assert_eq!(e.options[0].1, "/h/100%%/k");
     }
 

@@ -35,7 +35,11 @@ impl UserData {
             _ => String::new(),
         };
         let id = shell_quote(self.sandbox_id.as_str());
-        let enabled = if self.vscode_enabled && !key_line.is_empty() { "true" } else { "false" };
+        let enabled = if self.vscode_enabled && !key_line.is_empty() {
+            "true"
+        } else {
+            "false"
+        };
         let key = shell_quote(&key_line);
         Ok(format!(
             r#"#!/bin/sh
@@ -78,7 +82,10 @@ mod tests {
 
     #[test]
     fn enabled_userdata_carries_the_key_quoted() {
-        let line = KeyPair::generate("km-sb-0123abcd").unwrap().public_line().unwrap();
+        let line = KeyPair::generate("km-sb-0123abcd")
+            .unwrap()
+            .public_line()
+            .unwrap();
         let script = UserData {
             sandbox_id: id(),
             vscode_enabled: true,
@@ -92,9 +99,13 @@ mod tests {
 
     #[test]
     fn disabled_userdata_has_no_key() {
-        let script = UserData { sandbox_id: id(), vscode_enabled: false, vscode_ssh_pub_key: None }
-            .render()
-            .unwrap();
+        let script = UserData {
+            sandbox_id: id(),
+            vscode_enabled: false,
+            vscode_ssh_pub_key: None,
+        }
+        .render()
+        .unwrap();
         assert!(script.contains("KM_VSCODE_ENABLED=false"));
         assert!(script.contains("VSCodeSSHPubKey=''"));
     }

@@ -18,10 +18,20 @@ fn resolve(config: &Path, host: &str) -> BTreeMap<String, String> {
         .arg(host)
         .output()
         .expect("ssh is installed");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mut options = BTreeMap::new();
-    for (key, value) in String::from_utf8(output.stdout).unwrap().lines().filter_map(|l| l.split_once(' ')) {
-        options.entry(key.to_owned()).or_insert_with(|| value.to_owned());
+    for (key, value) in String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+    {
+        options
+            .entry(key.to_owned())
+            .or_insert_with(|| value.to_owned());
     }
     options
 }
@@ -48,7 +58,10 @@ fn km_hosts_win_over_greedy_user_options_and_other_hosts_resolve_as_before() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
     std::fs::write(&config, GREEDY).unwrap();
-    let before: Vec<_> = ["work", "other", "anything"].iter().map(|h| resolve(&config, h)).collect();
+    let before: Vec<_> = ["work", "other", "anything"]
+        .iter()
+        .map(|h| resolve(&config, h))
+        .collect();
 
     let text = upsert(GREEDY, &km_entry("km-sb-0123abcd")).unwrap();
     std::fs::write(&config, &text).unwrap();
@@ -60,10 +73,19 @@ fn km_hosts_win_over_greedy_user_options_and_other_hosts_resolve_as_before() {
     assert_eq!(km["stricthostkeychecking"], "true");
     assert_eq!(km["hostkeyalias"], "km-sb-0123abcd");
     assert_eq!(km["userknownhostsfile"], "/km/known_hosts");
-    assert!(!km.contains_key("proxycommand"), "the user's ProxyCommand must not apply");
+    assert!(
+        !km.contains_key("proxycommand"),
+        "the user's ProxyCommand must not apply"
+    );
 
-    let after: Vec<_> = ["work", "other", "anything"].iter().map(|h| resolve(&config, h)).collect();
-    assert_eq!(before, after, "every other host resolves exactly as before km wrote");
+    let after: Vec<_> = ["work", "other", "anything"]
+        .iter()
+        .map(|h| resolve(&config, h))
+        .collect();
+    assert_eq!(
+        before, after,
+        "every other host resolves exactly as before km wrote"
+    );
 }
 
 #[test]
@@ -95,7 +117,9 @@ fn fifty_concurrent_writer_processes_lose_nothing() {
 /// Runs only as a child of the test above.
 #[test]
 fn concurrent_writer_child() {
-    let Ok(spec) = std::env::var(WRITER_ENV) else { return };
+    let Ok(spec) = std::env::var(WRITER_ENV) else {
+        return;
+    };
     let (dir, index) = spec.split_once('|').unwrap();
     let dir = Path::new(dir);
     let alias = format!("km-sb-{:08x}", index.parse::<u32>().unwrap());
@@ -119,15 +143,32 @@ fn keys_pass_the_real_ssh_keygen() {
     let pair = KeyPair::generate("km-sb-0123abcd").unwrap();
     pair.write(&private, &public).unwrap();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&private), 0o600, "a leftover 0644 file is replaced by a 0600 one");
+    assert_eq!(
+        mode(&private),
+        0o600,
+        "a leftover 0644 file is replaced by a 0600 one"
+    );
     assert_eq!(mode(&public), 0o644);
     assert_eq!(mode(private.parent().unwrap()), 0o700);
-    let derived = Command::new("ssh-keygen").arg("-y").arg("-f").arg(&private).output().unwrap();
+    let derived = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(&private)
+        .output()
+        .unwrap();
     assert!(derived.status.success());
     let pub_text = std::fs::read_to_string(&public).unwrap();
-    assert_eq!(String::from_utf8(derived.stdout).unwrap().trim(), pub_text.trim());
+    assert_eq!(
+        String::from_utf8(derived.stdout).unwrap().trim(),
+        pub_text.trim()
+    );
     for path in [&private, &public] {
-        let listed = Command::new("ssh-keygen").arg("-l").arg("-f").arg(path).output().unwrap();
+        let listed = Command::new("ssh-keygen")
+            .arg("-l")
+            .arg("-f")
+            .arg(path)
+            .output()
+            .unwrap();
         let text = String::from_utf8(listed.stdout).unwrap();
         assert!(text.contains(&pair.fingerprint()), "{text}");
         assert!(text.contains("km-sb-0123abcd"));

@@ -25,7 +25,9 @@ use nix::unistd::{Pid, geteuid};
 
 use crate::layout::SandboxLayout;
 use crate::process_tree;
-use crate::protocol::{Envelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Reply, Request, recv_frame, send_frame};
+use crate::protocol::{
+    Envelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Reply, Request, recv_frame, send_frame,
+};
 use crate::sshd::{SESSION_WRAPPER, SshdTools, render_sshd_config, session_wrapper};
 
 /// Exec output beyond this many bytes per stream is cut.
@@ -132,7 +134,10 @@ impl Agent {
                 let tail = fs::read_to_string(self.layout.boot_log()).unwrap_or_default();
                 let tail: Vec<&str> = tail.lines().rev().take(5).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
-                self.boot_error = Some(format!("userdata exited with {status}: {}", tail.join(" | ")));
+                self.boot_error = Some(format!(
+                    "userdata exited with {status}: {}",
+                    tail.join(" | ")
+                ));
             }
             Err(e) => self.boot_error = Some(format!("cannot run userdata: {e}")),
         }
@@ -189,7 +194,10 @@ impl Agent {
             Err(e) => return refuse(&connection, format!("unreadable request: {e}")),
         };
         let Some(body) = frame.body else {
-            return refuse(&connection, format!("request larger than {MAX_REQUEST_BYTES} bytes"));
+            return refuse(
+                &connection,
+                format!("request larger than {MAX_REQUEST_BYTES} bytes"),
+            );
         };
         let envelope: Envelope = match serde_json::from_slice(&body) {
             Ok(envelope) => envelope,
@@ -237,7 +245,9 @@ impl Agent {
 
     fn exec(&self, script: &str, timeout_ms: u64) -> Reply {
         if let Some(error) = &self.boot_error {
-            return Reply::Error { message: format!("the sandbox did not boot: {error}") };
+            return Reply::Error {
+                message: format!("the sandbox did not boot: {error}"),
+            };
         }
         let mut command = Command::new("/bin/sh");
         command
@@ -254,7 +264,11 @@ impl Agent {
             .stderr(Stdio::piped());
         let mut child = match self.spawn_managed(&mut command) {
             Ok(child) => child,
-            Err(e) => return Reply::Error { message: format!("cannot start /bin/sh: {e}") },
+            Err(e) => {
+                return Reply::Error {
+                    message: format!("cannot start /bin/sh: {e}"),
+                };
+            }
         };
         let pid = child.id();
         let stdout = child.stdout.take().map(capture);
@@ -289,20 +303,32 @@ impl Agent {
             let _ = send_frame(connection, reply, &[]);
         };
         if port != 22 {
-            reply(&Reply::Error { message: format!("port {port} is not served; the agent streams to sshd on 22") });
+            reply(&Reply::Error {
+                message: format!("port {port} is not served; the agent streams to sshd on 22"),
+            });
             return;
         }
         if !self.sshd_ok {
-            reply(&Reply::Error { message: "sshd is not available in this sandbox".into() });
+            reply(&Reply::Error {
+                message: "sshd is not available in this sandbox".into(),
+            });
             return;
         }
         if fds.is_empty() || fds.len() > 2 {
-            reply(&Reply::Error { message: "a stream request carries one socket, or stdin and stdout".into() });
+            reply(&Reply::Error {
+                message: "a stream request carries one socket, or stdin and stdout".into(),
+            });
             return;
         }
-        let output = if fds.len() == 2 { fds.pop() } else { fds[0].try_clone().ok() };
+        let output = if fds.len() == 2 {
+            fds.pop()
+        } else {
+            fds[0].try_clone().ok()
+        };
         let (Some(input), Some(output)) = (fds.pop(), output) else {
-            reply(&Reply::Error { message: "cannot duplicate the passed descriptor".into() });
+            reply(&Reply::Error {
+                message: "cannot duplicate the passed descriptor".into(),
+            });
             return;
         };
         let mut command = Command::new(&self.config.tools.sshd);
@@ -328,7 +354,9 @@ impl Agent {
                 self.unmanage(child.id());
                 reply(&Reply::StreamEnded { exit_code: code });
             }
-            Err(e) => reply(&Reply::Error { message: format!("cannot start sshd: {e}") }),
+            Err(e) => reply(&Reply::Error {
+                message: format!("cannot start sshd: {e}"),
+            }),
         }
     }
 

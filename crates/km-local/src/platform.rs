@@ -41,8 +41,20 @@ pub struct LocalPlatform {
 
 impl LocalPlatform {
     /// A platform that starts agents with `km_exe` and serves ssh with `tools`.
-    pub fn new(paths: KmPaths, km_exe: PathBuf, tools: SshdTools, path_var: String, user: String) -> Self {
-        Self { paths, km_exe, tools, path_var, user }
+    pub fn new(
+        paths: KmPaths,
+        km_exe: PathBuf,
+        tools: SshdTools,
+        path_var: String,
+        user: String,
+    ) -> Self {
+        Self {
+            paths,
+            km_exe,
+            tools,
+            path_var,
+            user,
+        }
     }
 
     fn layout(&self, id: &SandboxId) -> SandboxLayout {
@@ -59,7 +71,9 @@ impl LocalPlatform {
             .create(true)
             .append(true)
             .open(layout.agent_log())
-            .map_err(|e| PlatformError::Boot(format!("cannot open {}: {e}", layout.agent_log().display())))?;
+            .map_err(|e| {
+                PlatformError::Boot(format!("cannot open {}: {e}", layout.agent_log().display()))
+            })?;
         let _ = fs::remove_file(layout.agent_socket());
         let mut child = Command::new(&self.km_exe)
             .arg("__agent")
@@ -72,7 +86,12 @@ impl LocalPlatform {
             // Its own process group keeps the operator's Ctrl-C away from the sandbox.
             .process_group(0)
             .spawn()
-            .map_err(|e| PlatformError::Boot(format!("cannot start the sandbox agent {}: {e}", self.km_exe.display())))?;
+            .map_err(|e| {
+                PlatformError::Boot(format!(
+                    "cannot start the sandbox agent {}: {e}",
+                    self.km_exe.display()
+                ))
+            })?;
         let client = self.client(id);
         let deadline = Instant::now() + BOOT_TIMEOUT;
         loop {
@@ -80,15 +99,24 @@ impl LocalPlatform {
                 // Reap it in the background so a long-lived km leaves no zombie.
                 thread::spawn(move || child.wait());
                 return match reply {
-                    Reply::Status { booted: true, sshd_ok: true, .. } => Ok(()),
-                    Reply::Status { boot_error: Some(error), .. } => Err(PlatformError::Boot(error)),
+                    Reply::Status {
+                        booted: true,
+                        sshd_ok: true,
+                        ..
+                    } => Ok(()),
+                    Reply::Status {
+                        boot_error: Some(error),
+                        ..
+                    } => Err(PlatformError::Boot(error)),
                     Reply::Status { .. } => Err(PlatformError::Boot(format!(
                         "sshd rejected the sandbox's configuration (`{} -t -f {}` failed); see {}",
                         self.tools.sshd.display(),
                         layout.sshd_config().display(),
                         layout.sshd_log().display()
                     ))),
-                    other => Err(PlatformError::Boot(format!("unexpected agent reply {other:?}"))),
+                    other => Err(PlatformError::Boot(format!(
+                        "unexpected agent reply {other:?}"
+                    ))),
                 };
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -113,12 +141,12 @@ impl LocalPlatform {
 
     fn kill_everything(&self, id: &SandboxId) {
         let layout = self.layout(id);
-        if let Some(pid) = read_pid(&layout.agent_pid()) {
-            if process_tree::is_alive(pid) {
-                let mut doomed = process_tree::descendants(pid);
-                doomed.push(pid);
-                process_tree::kill_all(&doomed);
-            }
+        if let Some(pid) = read_pid(&layout.agent_pid())
+            && process_tree::is_alive(pid)
+        {
+            let mut doomed = process_tree::descendants(pid);
+            doomed.push(pid);
+            process_tree::kill_all(&doomed);
         }
         // Whatever escaped (after an agent crash, say) still names the sandbox directory.
         for _ in 0..3 {
@@ -160,7 +188,11 @@ impl Platform for LocalPlatform {
         "local"
     }
 
-    fn provision(&self, id: &SandboxId, userdata: &str) -> Result<serde_json::Value, PlatformError> {
+    fn provision(
+        &self,
+        id: &SandboxId,
+        userdata: &str,
+    ) -> Result<serde_json::Value, PlatformError> {
         let layout = self.layout(id);
         let socket_len = layout.agent_socket().as_os_str().len();
         if socket_len >= MAX_SOCKET_PATH {
@@ -168,7 +200,9 @@ impl Platform for LocalPlatform {
                 "the sandbox's socket path would be {socket_len} bytes, over the {MAX_SOCKET_PATH}-byte limit for Unix sockets; use a shorter $HOME"
             )));
         }
-        let io = |e: std::io::Error| PlatformError::Boot(format!("cannot lay out {}: {e}", layout.root().display()));
+        let io = |e: std::io::Error| {
+            PlatformError::Boot(format!("cannot lay out {}: {e}", layout.root().display()))
+        };
         ensure_private_dir(&self.paths.sandboxes_dir(), 0o700).map_err(io)?;
         fs::create_dir(layout.root()).map_err(io)?;
         ensure_private_dir(layout.root(), 0o700).map_err(io)?;
@@ -181,7 +215,8 @@ impl Platform for LocalPlatform {
             tools: self.tools.clone(),
             path: self.path_var.clone(),
         };
-        let json = serde_json::to_vec_pretty(&config).map_err(|e| PlatformError::Boot(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&config).map_err(|e| PlatformError::Boot(e.to_string()))?;
         fs::write(layout.agent_config(), json).map_err(io)?;
         self.spawn_agent(id)?;
         Ok(serde_json::json!({ "dir": layout.root() }))
@@ -215,7 +250,10 @@ impl Platform for LocalPlatform {
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(PlatformError::Channel(format!("cannot remove {}: {e}", dir.display()))),
+            Err(e) => Err(PlatformError::Channel(format!(
+                "cannot remove {}: {e}",
+                dir.display()
+            ))),
         }
     }
 
@@ -223,23 +261,49 @@ impl Platform for LocalPlatform {
         self.client(&record.id).is_listening()
     }
 
-    fn exec(&self, record: &SandboxRecord, script: &str, timeout: Duration) -> Result<ExecOutput, PlatformError> {
+    fn exec(
+        &self,
+        record: &SandboxRecord,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<ExecOutput, PlatformError> {
         let client = self.client(&record.id);
         if !client.is_listening() {
             return Err(PlatformError::NotRunning(record.id.clone()));
         }
         match client.exec(script, timeout).map_err(channel)? {
-            Reply::Exec { exit_code, stdout, stderr, timed_out } => Ok(ExecOutput { exit_code, stdout, stderr, timed_out }),
+            Reply::Exec {
+                exit_code,
+                stdout,
+                stderr,
+                timed_out,
+            } => Ok(ExecOutput {
+                exit_code,
+                stdout,
+                stderr,
+                timed_out,
+            }),
             Reply::Error { message } => Err(PlatformError::Channel(message)),
-            other => Err(PlatformError::Channel(format!("unexpected agent reply {other:?}"))),
+            other => Err(PlatformError::Channel(format!(
+                "unexpected agent reply {other:?}"
+            ))),
         }
     }
 
-    fn open_stream(&self, record: &SandboxRecord, fds: &[RawFd]) -> Result<Box<dyn StreamSession>, PlatformError> {
+    fn open_stream(
+        &self,
+        record: &SandboxRecord,
+        fds: &[RawFd],
+    ) -> Result<Box<dyn StreamSession>, PlatformError> {
         let client = self.client(&record.id);
         match client.stream(fds) {
             Ok(control) => Ok(Box::new(LocalStream { control })),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
                 Err(PlatformError::NotRunning(record.id.clone()))
             }
             Err(e) => Err(channel(e)),
@@ -251,7 +315,10 @@ impl Platform for LocalPlatform {
     }
 
     fn host_key_path(&self, record: &SandboxRecord) -> String {
-        self.layout(&record.id).host_public_key().display().to_string()
+        self.layout(&record.id)
+            .host_public_key()
+            .display()
+            .to_string()
     }
 
     fn login_user(&self) -> String {

@@ -183,8 +183,12 @@ fn adopt(raw: Vec<RawFd>) -> Vec<OwnedFd> {
 
 /// Reads and decodes one reply.
 pub fn recv_reply(stream: &UnixStream) -> io::Result<Reply> {
-    let frame = recv_frame(stream, MAX_REPLY_BYTES)?
-        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "the agent closed the connection"))?;
+    let frame = recv_frame(stream, MAX_REPLY_BYTES)?.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the agent closed the connection",
+        )
+    })?;
     let body = frame.body.ok_or_else(|| invalid("reply too large"))?;
     serde_json::from_slice(&body).map_err(|e| invalid(format!("malformed reply: {e}")))
 }
@@ -197,7 +201,10 @@ mod tests {
     fn frames_roundtrip_with_descriptors() {
         let (a, b) = UnixStream::pair().unwrap();
         let (keep, _other) = UnixStream::pair().unwrap();
-        let envelope = Envelope { v: PROTOCOL_VERSION, request: Request::Stream { port: 22 } };
+        let envelope = Envelope {
+            v: PROTOCOL_VERSION,
+            request: Request::Stream { port: 22 },
+        };
         send_frame(&a, &envelope, &[keep.as_raw_fd()]).unwrap();
         let frame = recv_frame(&b, MAX_REQUEST_BYTES).unwrap().unwrap();
         assert_eq!(frame.fds.len(), 1);

@@ -29,7 +29,10 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// Finds sshd: `override_path` (from `KM_SSHD`) if given, else the usual places, then `PATH`.
-pub fn find_tools(override_path: Option<&Path>, path_var: Option<&str>) -> Result<SshdTools, ToolsError> {
+pub fn find_tools(
+    override_path: Option<&Path>,
+    path_var: Option<&str>,
+) -> Result<SshdTools, ToolsError> {
     let path_dirs: Vec<PathBuf> = path_var
         .unwrap_or_default()
         .split(':')
@@ -104,8 +107,14 @@ fn quoted(path: &Path) -> String {
 pub fn render_sshd_config(sandbox_dir: &Path, tools: &SshdTools) -> String {
     let home = sandbox_dir.join("home");
     [
-        format!("HostKey {}", quoted(&sandbox_dir.join("etc/ssh/ssh_host_ed25519_key"))),
-        format!("AuthorizedKeysFile {}", quoted(&home.join(".ssh/authorized_keys"))),
+        format!(
+            "HostKey {}",
+            quoted(&sandbox_dir.join("etc/ssh/ssh_host_ed25519_key"))
+        ),
+        format!(
+            "AuthorizedKeysFile {}",
+            quoted(&home.join(".ssh/authorized_keys"))
+        ),
         "PidFile none".into(),
         "UsePAM no".into(),
         "PubkeyAuthentication yes".into(),
@@ -122,7 +131,10 @@ pub fn render_sshd_config(sandbox_dir: &Path, tools: &SshdTools) -> String {
         format!("Subsystem sftp {}", quoted(&tools.sftp_server)),
         format!("SetEnv HOME={}", home.display()),
         // sshd starts sessions in the passwd home; the wrapper moves them into the sandbox's.
-        format!("ForceCommand {}", km_core::userdata::shell_quote(&session_wrapper(sandbox_dir).display().to_string())),
+        format!(
+            "ForceCommand {}",
+            km_core::userdata::shell_quote(&session_wrapper(sandbox_dir).display().to_string())
+        ),
         "LogLevel VERBOSE".into(),
         String::new(),
     ]

@@ -58,7 +58,11 @@ impl SqliteStore {
         Ok(Self { connection })
     }
 
-    fn one(&self, clause: &str, value: &dyn rusqlite::ToSql) -> Result<Option<SandboxRecord>, StoreError> {
+    fn one(
+        &self,
+        clause: &str,
+        value: &dyn rusqlite::ToSql,
+    ) -> Result<Option<SandboxRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM sandboxes WHERE {clause} = ?1");
         self.connection
             .query_row(&sql, [value], from_row)
@@ -66,7 +70,12 @@ impl SqliteStore {
             .map_err(backend)
     }
 
-    fn update(&self, id: &SandboxId, sql: &str, value: &dyn rusqlite::ToSql) -> Result<(), StoreError> {
+    fn update(
+        &self,
+        id: &SandboxId,
+        sql: &str,
+        value: &dyn rusqlite::ToSql,
+    ) -> Result<(), StoreError> {
         let changed = self
             .connection
             .execute(sql, params![value, id.as_str()])
@@ -91,7 +100,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SandboxRecord> {
     let resources: String = row.get(11)?;
     Ok(SandboxRecord {
         number: row.get(0)?,
-        id: id.parse().map_err(|e: km_core::id::IdError| bad(1, e.to_string()))?,
+        id: id
+            .parse()
+            .map_err(|e: km_core::id::IdError| bad(1, e.to_string()))?,
         alias: alias
             .map(|a| a.parse::<Alias>())
             .transpose()
@@ -159,19 +170,43 @@ impl SandboxStore for SqliteStore {
     }
 
     fn set_status(&self, id: &SandboxId, status: Status) -> Result<(), StoreError> {
-        self.update(id, "UPDATE sandboxes SET status = ?1 WHERE id = ?2", &status.as_str())
+        self.update(
+            id,
+            "UPDATE sandboxes SET status = ?1 WHERE id = ?2",
+            &status.as_str(),
+        )
     }
 
     fn set_locked(&self, id: &SandboxId, locked: bool) -> Result<(), StoreError> {
-        self.update(id, "UPDATE sandboxes SET locked = ?1 WHERE id = ?2", &locked)
+        self.update(
+            id,
+            "UPDATE sandboxes SET locked = ?1 WHERE id = ?2",
+            &locked,
+        )
     }
 
-    fn set_key_fingerprint(&self, id: &SandboxId, fingerprint: Option<&str>) -> Result<(), StoreError> {
-        self.update(id, "UPDATE sandboxes SET key_fingerprint = ?1 WHERE id = ?2", &fingerprint)
+    fn set_key_fingerprint(
+        &self,
+        id: &SandboxId,
+        fingerprint: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.update(
+            id,
+            "UPDATE sandboxes SET key_fingerprint = ?1 WHERE id = ?2",
+            &fingerprint,
+        )
     }
 
-    fn set_resources(&self, id: &SandboxId, resources: &serde_json::Value) -> Result<(), StoreError> {
-        self.update(id, "UPDATE sandboxes SET resources = ?1 WHERE id = ?2", &resources.to_string())
+    fn set_resources(
+        &self,
+        id: &SandboxId,
+        resources: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.update(
+            id,
+            "UPDATE sandboxes SET resources = ?1 WHERE id = ?2",
+            &resources.to_string(),
+        )
     }
 
     fn delete(&self, id: &SandboxId) -> Result<(), StoreError> {
@@ -206,13 +241,28 @@ mod tests {
         let a = store.insert(&new("sb-00000001", Some("poc"))).unwrap();
         let b = store.insert(&new("sb-00000002", None)).unwrap();
         assert_eq!((a.number, b.number), (1, 2));
-        assert!(matches!(store.insert(&new("sb-00000003", Some("poc"))), Err(StoreError::AliasTaken(_))));
+        assert!(matches!(
+            store.insert(&new("sb-00000003", Some("poc"))),
+            Err(StoreError::AliasTaken(_))
+        ));
         store.delete(&b.id).unwrap();
         let c = store.insert(&new("sb-00000004", None)).unwrap();
-        assert_eq!(c.number, 3, "a destroyed sandbox's number is not handed out again");
-        assert_eq!(store.resolve(&"poc".parse::<SandboxRef>().unwrap()).unwrap().id, a.id);
+        assert_eq!(
+            c.number, 3,
+            "a destroyed sandbox's number is not handed out again"
+        );
+        assert_eq!(
+            store
+                .resolve(&"poc".parse::<SandboxRef>().unwrap())
+                .unwrap()
+                .id,
+            a.id
+        );
         assert_eq!(store.resolve(&SandboxRef::Number(3)).unwrap().id, c.id);
-        assert!(matches!(store.resolve(&SandboxRef::Number(2)), Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            store.resolve(&SandboxRef::Number(2)),
+            Err(StoreError::NotFound { .. })
+        ));
     }
 
     #[test]
@@ -220,8 +270,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("db")).unwrap();
         store.insert(&new("sb-00000001", None)).unwrap();
-        store.insert(&new("sb-00000002", Some("sb-00000001"))).unwrap();
+        store
+            .insert(&new("sb-00000002", Some("sb-00000001")))
+            .unwrap();
         let reference: SandboxRef = "sb-00000001".parse().unwrap();
-        assert!(matches!(store.resolve(&reference), Err(StoreError::Ambiguous { .. })));
+        assert!(matches!(
+            store.resolve(&reference),
+            Err(StoreError::Ambiguous { .. })
+        ));
     }
 }

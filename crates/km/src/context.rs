@@ -28,7 +28,8 @@ impl Context {
         let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
         Self {
             paths: KmPaths::new(home),
-            path_var: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+            path_var: std::env::var("PATH")
+                .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
             sshd_override: std::env::var_os("KM_SSHD").map(PathBuf::from),
             profile_path: std::env::var_os("KM_PROFILE_PATH"),
             km_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("km")),
@@ -77,9 +78,14 @@ impl Context {
     }
 
     /// Finds the sandbox a user reference names.
-    pub(crate) fn resolve(&self, store: &impl SandboxStore, text: &str) -> CommandResult<SandboxRecord> {
+    pub(crate) fn resolve(
+        &self,
+        store: &impl SandboxStore,
+        text: &str,
+    ) -> CommandResult<SandboxRecord> {
         let reference: SandboxRef = text.parse().map_err(|e: km_core::id::IdError| {
-            CommandError::user(e.to_string()).hint("run `km list` to see sandboxes with their IDs, aliases and numbers")
+            CommandError::user(e.to_string())
+                .hint("run `km list` to see sandboxes with their IDs, aliases and numbers")
         })?;
         Ok(store.resolve(&reference)?)
     }

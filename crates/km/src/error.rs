@@ -45,9 +45,9 @@ impl CommandError {
 impl From<StoreError> for CommandError {
     fn from(error: StoreError) -> Self {
         let hint = match &error {
-            StoreError::NotFound { .. } | StoreError::Ambiguous { .. } => {
-                Some("run `km list` to see sandboxes with their IDs, aliases and numbers".to_owned())
-            }
+            StoreError::NotFound { .. } | StoreError::Ambiguous { .. } => Some(
+                "run `km list` to see sandboxes with their IDs, aliases and numbers".to_owned(),
+            ),
             StoreError::AliasTaken(alias) => Some(format!(
                 "pick another --alias, or free it with `km destroy {alias} --yes`"
             )),
@@ -64,8 +64,9 @@ impl From<StoreError> for CommandError {
 impl From<PlatformError> for CommandError {
     fn from(error: PlatformError) -> Self {
         match &error {
-            PlatformError::NotRunning(id) => Self::user(error.to_string())
-                .hint(format!("start it with `km resume {id}`")),
+            PlatformError::NotRunning(id) => {
+                Self::user(error.to_string()).hint(format!("start it with `km resume {id}`"))
+            }
             _ => Self::user(error.to_string()),
         }
     }

@@ -37,18 +37,21 @@ fn edit_ssh_config(
     edit: impl FnOnce(&str) -> Result<String, BlockError>,
 ) -> CommandResult<()> {
     let path = context.paths.ssh_config();
-    if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            ensure_private_dir(dir, 0o700)?;
-        }
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        ensure_private_dir(dir, 0o700)?;
     }
     let result = edit_locked(&context.paths.ssh_config_lock(), &path, 0o600, |current| {
         let text = match current {
-            Some(bytes) => std::str::from_utf8(bytes)
-                .map_err(|_| EditError::Io(std::io::Error::other("~/.ssh/config is not valid UTF-8")))?,
+            Some(bytes) => std::str::from_utf8(bytes).map_err(|_| {
+                EditError::Io(std::io::Error::other("~/.ssh/config is not valid UTF-8"))
+            })?,
             None => "",
         };
-        edit(text).map(|t| Some(t.into_bytes())).map_err(EditError::Block)
+        edit(text)
+            .map(|t| Some(t.into_bytes()))
+            .map_err(EditError::Block)
     });
     match result {
         Ok(_) => Ok(()),
@@ -60,7 +63,12 @@ fn edit_ssh_config(
 }
 
 /// The `Host km-<id>` entry VS Code and ssh use through `km vscode start`.
-pub(crate) fn host_entry(context: &Context, id: &SandboxId, port: u16, user: &str) -> CommandResult<HostEntry> {
+pub(crate) fn host_entry(
+    context: &Context,
+    id: &SandboxId,
+    port: u16,
+    user: &str,
+) -> CommandResult<HostEntry> {
     let alias = id.host_alias();
     let key = context.paths.private_key(id);
     let known = context.paths.known_hosts();
@@ -101,7 +109,9 @@ fn edit_known_hosts(context: &Context, edit: impl FnOnce(&str) -> String) -> Com
 
 /// Pins the sandbox's host key (`type base64`).
 pub(crate) fn pin_host_key(context: &Context, id: &SandboxId, key: &str) -> CommandResult<()> {
-    edit_known_hosts(context, |text| known_hosts::pin(text, &id.host_alias(), key))
+    edit_known_hosts(context, |text| {
+        known_hosts::pin(text, &id.host_alias(), key)
+    })
 }
 
 /// Forgets the sandbox's host key.

@@ -143,7 +143,10 @@ fn resolve(
             .chain(std::iter::once(&canonical))
             .map(|p| display_name(p))
             .collect();
-        errors.push(ProfileError::new(path, format!("extends cycle: {}", names.join(" → "))));
+        errors.push(ProfileError::new(
+            path,
+            format!("extends cycle: {}", names.join(" → ")),
+        ));
         return None;
     }
     if chain.len() > MAX_DEPTH {
@@ -232,16 +235,29 @@ fn find_parent(child: &Path, name: &str, search: &SearchPath) -> Option<PathBuf>
     let own_dir = PathBuf::from(display_dir(child));
     std::iter::once(own_dir)
         .chain(search.dirs.iter().cloned())
-        .flat_map(|dir| [dir.join(format!("{name}.yaml")), dir.join(format!("{name}.yml"))])
+        .flat_map(|dir| {
+            [
+                dir.join(format!("{name}.yaml")),
+                dir.join(format!("{name}.yml")),
+            ]
+        })
         .find(|candidate| candidate.is_file())
 }
 
-fn finish(path: &Path, leaf: &ProfileDoc, mut doc: ProfileDoc, errors: &mut Vec<ProfileError>) -> Profile {
+fn finish(
+    path: &Path,
+    leaf: &ProfileDoc,
+    mut doc: ProfileDoc,
+    errors: &mut Vec<ProfileError>,
+) -> Profile {
     match doc.api_version.as_deref() {
         Some(API_VERSION) => {}
         Some(other) => errors.push(
-            ProfileError::new(path, format!("unsupported apiVersion {other:?}; use {API_VERSION}"))
-                .key("apiVersion"),
+            ProfileError::new(
+                path,
+                format!("unsupported apiVersion {other:?}; use {API_VERSION}"),
+            )
+            .key("apiVersion"),
         ),
         None => doc.api_version = Some(API_VERSION.into()),
     }
@@ -298,7 +314,11 @@ mod tests {
     #[test]
     fn vscode_defaults_true_and_headless_child_turns_it_off() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "base.yaml", "metadata:\n  name: base\n  prefix: lrn2\n");
+        write(
+            dir.path(),
+            "base.yaml",
+            "metadata:\n  name: base\n  prefix: lrn2\n",
+        );
         let child = write(
             dir.path(),
             "child.yaml",
@@ -318,14 +338,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.yaml", "metadata:\n  name: a\n  prefix: aa\n");
         write(dir.path(), "b.yaml", "metadata:\n  name: b\n  prefix: bb\n");
-        let child = write(dir.path(), "c.yaml", "metadata:\n  name: c\nextends: [a, b]\n");
-        assert_eq!(load_profile(&child, &SearchPath::default()).unwrap().prefix, "bb");
+        let child = write(
+            dir.path(),
+            "c.yaml",
+            "metadata:\n  name: c\nextends: [a, b]\n",
+        );
+        assert_eq!(
+            load_profile(&child, &SearchPath::default()).unwrap().prefix,
+            "bb"
+        );
     }
 
     #[test]
     fn unknown_keys_report_path_and_position() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "p.yaml", "metadata:\n  name: p\nspec:\n  cli:\n    vscodeEnabld: true\n");
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            "metadata:\n  name: p\nspec:\n  cli:\n    vscodeEnabld: true\n",
+        );
         let errors = load_profile(&p, &SearchPath::default()).unwrap_err();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].position, Some((5, 5)));
@@ -335,18 +366,34 @@ mod tests {
     #[test]
     fn cycles_missing_parents_and_bad_prefixes_are_all_reported() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "xa.yaml", "metadata:\n  name: xa\nextends: ya\n");
-        let y = write(dir.path(), "ya.yaml", "metadata:\n  name: ya\nextends: xa\n");
+        write(
+            dir.path(),
+            "xa.yaml",
+            "metadata:\n  name: xa\nextends: ya\n",
+        );
+        let y = write(
+            dir.path(),
+            "ya.yaml",
+            "metadata:\n  name: ya\nextends: xa\n",
+        );
         let errors = load_profile(&y, &SearchPath::default()).unwrap_err();
         assert!(errors[0].message.contains("ya → xa → ya"), "{errors:?}");
 
-        let z = write(dir.path(), "z.yaml", "metadata:\n  name: z\n  prefix: Bad-1\nextends: [nope, gone]\n");
+        let z = write(
+            dir.path(),
+            "z.yaml",
+            "metadata:\n  name: z\n  prefix: Bad-1\nextends: [nope, gone]\n",
+        );
         let errors = load_profile(&z, &SearchPath::default()).unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].message.contains("\"nope\""));
         assert!(errors[1].message.contains("\"gone\""));
 
-        let w = write(dir.path(), "w.yaml", "metadata:\n  name: w\n  prefix: Bad-1\n");
+        let w = write(
+            dir.path(),
+            "w.yaml",
+            "metadata:\n  name: w\n  prefix: Bad-1\n",
+        );
         let errors = load_profile(&w, &SearchPath::default()).unwrap_err();
         assert_eq!(errors[0].key_path.as_deref(), Some("metadata.prefix"));
         assert_eq!(errors[0].position, Some((3, 11)));
@@ -357,10 +404,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "p0.yaml", "metadata:\n  name: p0\n");
         for i in 1..=12 {
-            write(dir.path(), &format!("p{i}.yaml"), &format!("metadata:\n  name: p{i}\nextends: p{}\n", i - 1));
+            write(
+                dir.path(),
+                &format!("p{i}.yaml"),
+                &format!("metadata:\n  name: p{i}\nextends: p{}\n", i - 1),
+            );
         }
         assert!(load_profile(&dir.path().join("p10.yaml"), &SearchPath::default()).is_ok());
-        let errors = load_profile(&dir.path().join("p12.yaml"), &SearchPath::default()).unwrap_err();
+        let errors =
+            load_profile(&dir.path().join("p12.yaml"), &SearchPath::default()).unwrap_err();
         assert!(errors[0].message.contains("deeper than 10"), "{errors:?}");
     }
 }

@@ -127,10 +127,19 @@ mod tests {
 
     #[test]
     fn explicit_false_beats_parent_true_and_omitted_inherits() {
-        let parent = ProfileDoc { spec: cli(Some(true)), ..Default::default() };
-        let child = ProfileDoc { spec: cli(Some(false)), ..Default::default() };
+        let parent = ProfileDoc {
+            spec: cli(Some(true)),
+            ..Default::default()
+        };
+        let child = ProfileDoc {
+            spec: cli(Some(false)),
+            ..Default::default()
+        };
         assert_eq!(vscode(&child.merge(parent.clone())), Some(false));
-        let silent = ProfileDoc { spec: cli(None), ..Default::default() };
+        let silent = ProfileDoc {
+            spec: cli(None),
+            ..Default::default()
+        };
         assert_eq!(vscode(&silent.merge(parent)), Some(true));
     }
 

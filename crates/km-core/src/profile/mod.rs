@@ -60,7 +60,10 @@ impl<'de> Deserialize<'de> for Extends {
             fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Extends, E> {
                 Ok(Extends::One(name.to_owned()))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Extends, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Extends, A::Error> {
                 let mut names = Vec::new();
                 while let Some(name) = seq.next_element::<String>()? {
                     names.push(name);

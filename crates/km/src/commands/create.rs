@@ -27,11 +27,15 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
         .transpose()
         .map_err(|e: km_core::id::IdError| CommandError::user(e.to_string()))?;
     let profile = load_profile(&args.profile, &context.search_path()).map_err(|errors| {
-        let mut error = CommandError::user(format!("{} is not a valid profile", args.profile.display()));
+        let mut error =
+            CommandError::user(format!("{} is not a valid profile", args.profile.display()));
         for e in errors {
             error = error.cause(e);
         }
-        error.hint(format!("run `km validate {}` after fixing it", args.profile.display()))
+        error.hint(format!(
+            "run `km validate {}` after fixing it",
+            args.profile.display()
+        ))
     })?;
     if profile.substrate == Substrate::Ec2 || args.remote {
         return Err(CommandError::user(format!(
@@ -43,7 +47,9 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
     let store = context.store()?;
     let platform = context.platform()?;
     let id = SandboxId::generate(&profile.prefix).map_err(|e| CommandError::user(e.to_string()))?;
-    let created_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let created_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let profile_path = args
         .profile
         .canonicalize()
@@ -63,9 +69,13 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
     match result {
         Ok(()) => {
             ui::data(id.as_str());
-            let name = alias.as_ref().map_or_else(|| id.to_string(), ToString::to_string);
+            let name = alias
+                .as_ref()
+                .map_or_else(|| id.to_string(), ToString::to_string);
             if profile.vscode_enabled {
-                ui::status(&format!("next: km vscode start {name}   (or: km shell {name})"));
+                ui::status(&format!(
+                    "next: km vscode start {name}   (or: km shell {name})"
+                ));
             } else {
                 ui::status(&format!("next: km shell {name} -- uname -a"));
             }
@@ -77,7 +87,9 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
             }
             let _ = forget_operator_state(context, &id);
             let _ = store.delete(&id);
-            Err(error.cause(format!("nothing of sandbox {id} was left behind: no keys, record, directory or host entry")))
+            Err(error.cause(format!(
+                "nothing of sandbox {id} was left behind: no keys, record, directory or host entry"
+            )))
         }
     }
 }
@@ -90,12 +102,19 @@ fn build(
     vscode_enabled: bool,
 ) -> CommandResult<()> {
     let public_line = if vscode_enabled {
-        let pair = KeyPair::generate(&id.key_comment()).map_err(|e| CommandError::user(e.to_string()))?;
-        pair.write(&context.paths.private_key(id), &context.paths.public_key(id))
-            .map_err(|e| CommandError::user(format!("cannot write the keypair for {id}")).cause(e))?;
+        let pair =
+            KeyPair::generate(&id.key_comment()).map_err(|e| CommandError::user(e.to_string()))?;
+        pair.write(
+            &context.paths.private_key(id),
+            &context.paths.public_key(id),
+        )
+        .map_err(|e| CommandError::user(format!("cannot write the keypair for {id}")).cause(e))?;
         store.set_key_fingerprint(id, Some(&pair.fingerprint()))?;
         ui::status(&format!("✓ Keypair generated ({})", pair.fingerprint()));
-        Some(pair.public_line().map_err(|e| CommandError::user(e.to_string()))?)
+        Some(
+            pair.public_line()
+                .map_err(|e| CommandError::user(e.to_string()))?,
+        )
     } else {
         None
     };
@@ -113,14 +132,22 @@ fn build(
             .map_err(|e| CommandError::user(format!("sandbox {id} failed to boot")).cause(e))?
     };
     store.set_resources(id, &resources)?;
-    let record = store
-        .get(id)?
-        .ok_or_else(|| CommandError::user(format!("sandbox {id} vanished from the store while it was created")))?;
-    let probe = platform.exec(&record, &probe_script(&platform.sshd_check(), &platform.host_key_path(&record)), Duration::from_secs(10))?;
+    let record = store.get(id)?.ok_or_else(|| {
+        CommandError::user(format!(
+            "sandbox {id} vanished from the store while it was created"
+        ))
+    })?;
+    let probe = platform.exec(
+        &record,
+        &probe_script(&platform.sshd_check(), &platform.host_key_path(&record)),
+        Duration::from_secs(10),
+    )?;
     let host_key = parse_probe(&probe.stdout)
         .host_key
         .and_then(|line| key_material(&line))
-        .ok_or_else(|| CommandError::user(format!("sandbox {id} booted without a readable host key")))?;
+        .ok_or_else(|| {
+            CommandError::user(format!("sandbox {id} booted without a readable host key"))
+        })?;
     ssh_entries::pin_host_key(context, id, &host_key)?;
     store.set_status(id, Status::Running)?;
     ui::status(&format!("✓ Sandbox {id} running (host key pinned)"));

@@ -28,8 +28,10 @@ pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCo
                 return Ok(ExitCode::SUCCESS);
             }
             None => {
-                return Err(CommandError::user(format!("refusing to destroy {id} without confirmation (no terminal to ask on)"))
-                    .hint(format!("km destroy {id} --yes")));
+                return Err(CommandError::user(format!(
+                    "refusing to destroy {id} without confirmation (no terminal to ask on)"
+                ))
+                .hint(format!("km destroy {id} --yes")));
             }
         }
     }
@@ -37,7 +39,9 @@ pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCo
     platform.destroy(&record)?;
     forget_operator_state(context, id)?;
     store.delete(id)?;
-    ui::status(&format!("✓ Sandbox {id} destroyed (keys, ssh config entry and host key pin removed)"));
+    ui::status(&format!(
+        "✓ Sandbox {id} destroyed (keys, ssh config entry and host key pin removed)"
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -46,11 +50,20 @@ pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCo
 pub(crate) fn forget_operator_state(context: &Context, id: &SandboxId) -> CommandResult<()> {
     let private = context.paths.private_key(id);
     let public = context.paths.public_key(id);
-    for path in [private.clone(), public.clone(), with_suffix(&private, ".new"), with_suffix(&public, ".new")] {
+    for path in [
+        private.clone(),
+        public.clone(),
+        with_suffix(&private, ".new"),
+        with_suffix(&public, ".new"),
+    ] {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(CommandError::user(format!("cannot remove {}", path.display())).cause(e)),
+            Err(e) => {
+                return Err(
+                    CommandError::user(format!("cannot remove {}", path.display())).cause(e),
+                );
+            }
         }
     }
     ssh_entries::remove_host(context, id)?;

@@ -25,21 +25,31 @@ pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode>
     std::fs::create_dir_all(paths.profiles_dir())?;
     let platform = context.platform()?;
     let _store = km_local::store::SqliteStore::open(&paths.store_file())?;
-    let tools = km_local::sshd::find_tools(context.sshd_override.as_deref(), Some(&context.path_var))
-        .map_err(|e| CommandError::user(e.to_string()))?;
+    let tools =
+        km_local::sshd::find_tools(context.sshd_override.as_deref(), Some(&context.path_var))
+            .map_err(|e| CommandError::user(e.to_string()))?;
     let config = serde_json::json!({
         "platform": "local",
         "sshd": tools.sshd,
         "sftp_server": tools.sftp_server,
         "version": env!("CARGO_PKG_VERSION"),
     });
-    write_atomic(&paths.config_file(), format!("{config:#}\n").as_bytes(), 0o600)?;
+    write_atomic(
+        &paths.config_file(),
+        format!("{config:#}\n").as_bytes(),
+        0o600,
+    )?;
     drop(platform);
-    ui::status(&format!("✓ {} ready (local platform)", paths.km_dir().display()));
+    ui::status(&format!(
+        "✓ {} ready (local platform)",
+        paths.km_dir().display()
+    ));
     ui::status(&format!("✓ sshd: {}", tools.sshd.display()));
     ui::status(&format!("✓ sftp-server: {}", tools.sftp_server.display()));
     if args.sidecars {
-        ui::status("✓ the local platform has no management component: sandboxes run this km binary's agent, always at its version");
+        ui::status(
+            "✓ the local platform has no management component: sandboxes run this km binary's agent, always at its version",
+        );
     }
     ui::status("next: km create profiles/default.yaml --alias my-poc");
     Ok(ExitCode::SUCCESS)

@@ -14,7 +14,10 @@ pub(crate) fn stop(context: &Context, reference: &str) -> CommandResult<ExitCode
     let record = context.resolve(&store, reference)?;
     context.platform()?.stop(&record)?;
     store.set_status(&record.id, Status::Stopped)?;
-    ui::status(&format!("✓ Sandbox {} stopped (resume it with `km resume {}`)", record.id, record.id));
+    ui::status(&format!(
+        "✓ Sandbox {} stopped (resume it with `km resume {}`)",
+        record.id, record.id
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -27,7 +30,10 @@ pub(crate) fn resume(context: &Context, reference: &str) -> CommandResult<ExitCo
         platform.resume(&record).map_err(|e| {
             CommandError::user(format!("sandbox {} failed to resume", record.id))
                 .cause(e)
-                .hint(format!("its logs are in {}", context.paths.sandbox_dir(&record.id).join("log").display()))
+                .hint(format!(
+                    "its logs are in {}",
+                    context.paths.sandbox_dir(&record.id).join("log").display()
+                ))
         })?;
     }
     store.set_status(&record.id, Status::Running)?;
@@ -35,12 +41,19 @@ pub(crate) fn resume(context: &Context, reference: &str) -> CommandResult<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn set_lock(context: &Context, reference: &str, locked: bool) -> CommandResult<ExitCode> {
+pub(crate) fn set_lock(
+    context: &Context,
+    reference: &str,
+    locked: bool,
+) -> CommandResult<ExitCode> {
     let store = context.store()?;
     let record = context.resolve(&store, reference)?;
     store.set_locked(&record.id, locked)?;
     if locked {
-        ui::status(&format!("✓ Sandbox {} locked: destroy and rekey refuse it until `km unlock {}`", record.id, record.id));
+        ui::status(&format!(
+            "✓ Sandbox {} locked: destroy and rekey refuse it until `km unlock {}`",
+            record.id, record.id
+        ));
     } else {
         ui::status(&format!("✓ Sandbox {} unlocked", record.id));
     }

@@ -57,8 +57,13 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
         ui::data(&serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into()));
         return Ok(ExitCode::SUCCESS);
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut out = format!("{:<4} {:<22} {:<20} {:<9} {:<14} {:>5}\n", "#", "ID", "ALIAS", "STATUS", "PROFILE", "AGE");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut out = format!(
+        "{:<4} {:<22} {:<20} {:<9} {:<14} {:>5}\n",
+        "#", "ID", "ALIAS", "STATUS", "PROFILE", "AGE"
+    );
     for (record, status) in &rows {
         let alias = record.alias.as_ref().map_or("-", |a| a.as_str());
         let lock = if record.locked { " 🔒" } else { "" };

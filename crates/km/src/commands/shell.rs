@@ -29,12 +29,19 @@ pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode
             ))
             .hint(format!("run a command instead: km shell {} -- <command>", record.id)));
         }
-        let status = ssh_command(context, &record.id, &context.paths.private_key(&record.id), &platform.login_user())
-            .arg("-t")
-            .arg(record.id.host_alias())
-            .status()
-            .map_err(|e| CommandError::user("cannot run ssh").cause(e))?;
-        return Ok(ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)));
+        let status = ssh_command(
+            context,
+            &record.id,
+            &context.paths.private_key(&record.id),
+            &platform.login_user(),
+        )
+        .arg("-t")
+        .arg(record.id.host_alias())
+        .status()
+        .map_err(|e| CommandError::user("cannot run ssh").cause(e))?;
+        return Ok(ExitCode::from(
+            u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
+        ));
     }
     let script: Vec<String> = args.command.iter().map(|word| shell_quote(word)).collect();
     let output = platform.exec(&record, &script.join(" "), COMMAND_TIMEOUT)?;
@@ -42,7 +49,10 @@ pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode
     eprint!("{}", output.stderr);
     let _ = std::io::stdout().flush();
     if output.timed_out {
-        return Err(CommandError::user(format!("the command was stopped after {}s", COMMAND_TIMEOUT.as_secs())));
+        return Err(CommandError::user(format!(
+            "the command was stopped after {}s",
+            COMMAND_TIMEOUT.as_secs()
+        )));
     }
     Ok(ExitCode::from(u8::try_from(output.exit_code).unwrap_or(1)))
 }

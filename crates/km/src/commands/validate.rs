@@ -25,7 +25,10 @@ pub(crate) fn run(context: &Context, args: &ValidateArgs) -> CommandResult<ExitC
             for e in errors {
                 error = error.cause(e);
             }
-            Err(error.hint(format!("fix the lines above, then run `km validate {}` again", args.profile.display())))
+            Err(error.hint(format!(
+                "fix the lines above, then run `km validate {}` again",
+                args.profile.display()
+            )))
         }
     }
 }

@@ -13,20 +13,35 @@ fn the_whole_lifecycle_with_real_ssh() {
     let key = env.key(&id);
     let out = stdout_of(env.ssh_via_proxy(&id, &key).arg("echo hello; pwd"));
     assert!(out.starts_with("hello\n"), "{out}");
-    assert!(out.contains(&format!("sandboxes/{id}/home")), "sessions start in the sandbox home: {out}");
+    assert!(
+        out.contains(&format!("sandboxes/{id}/home")),
+        "sessions start in the sandbox home: {out}"
+    );
 
-    assert_eq!(env.run(&["shell", "poc", "--", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    assert_eq!(
+        env.run(&["shell", "poc", "--", "sh", "-c", "exit 7"])
+            .status
+            .code(),
+        Some(7)
+    );
     assert_eq!(env.ok(&["shell", "1", "--", "echo", "a b"]), "a b\n");
 
     let boot_log = env.home().join(format!(".km/sandboxes/{id}/log/boot.log"));
     let first_boot = std::fs::read_to_string(&boot_log).unwrap();
     env.ok(&["stop", "poc"]);
     assert_eq!(env.status_of(&id), "stopped");
-    assert!(!succeeds(env.ssh_via_proxy(&id, &key).arg("true")), "a stopped sandbox refuses ssh");
+    assert!(
+        !succeeds(env.ssh_via_proxy(&id, &key).arg("true")),
+        "a stopped sandbox refuses ssh"
+    );
     env.ok(&["resume", &id]);
     assert_eq!(env.status_of(&id), "running");
     assert!(succeeds(env.ssh_via_proxy(&id, &key).arg("true")));
-    assert_eq!(std::fs::read_to_string(&boot_log).unwrap(), first_boot, "first boot is not repeated");
+    assert_eq!(
+        std::fs::read_to_string(&boot_log).unwrap(),
+        first_boot,
+        "first boot is not repeated"
+    );
 
     env.destroy(&id);
     assert!(env.list_json().is_empty());
@@ -40,14 +55,31 @@ fn a_failed_create_leaves_nothing_behind() {
     let env = TestEnv::new();
     let profile = repo_profile("default");
     for sshd in ["/nonexistent/sshd", "/bin/false"] {
-        let output = env.command(&["create", profile.to_str().unwrap()]).env("KM_SSHD", sshd).output().unwrap();
+        let output = env
+            .command(&["create", profile.to_str().unwrap()])
+            .env("KM_SSHD", sshd)
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(1), "{output:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("error:"), "{stderr}");
-        assert!(stderr.contains("hint:") || stderr.contains("nothing of sandbox"), "{stderr}");
+        assert!(
+            stderr.contains("hint:") || stderr.contains("nothing of sandbox"),
+            "{stderr}"
+        );
         assert!(env.list_json().is_empty());
-        assert_eq!(std::fs::read_dir(env.home().join(".km/keys")).unwrap().count(), 0);
-        assert_eq!(std::fs::read_dir(env.home().join(".km/sandboxes")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(env.home().join(".km/keys"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(
+            std::fs::read_dir(env.home().join(".km/sandboxes"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }
 
@@ -56,11 +88,22 @@ fn a_killed_agent_shows_stopped_and_resume_recovers() {
     let mut env = TestEnv::new();
     let id = env.create("default", None);
     let pid_file = env.home().join(format!(".km/sandboxes/{id}/run/agent.pid"));
-    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while env.status_of(&id) != "stopped" {
-        assert!(Instant::now() < deadline, "the dead agent was still listed as running");
+        assert!(
+            Instant::now() < deadline,
+            "the dead agent was still listed as running"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     env.ok(&["resume", &id]);
@@ -70,27 +113,39 @@ fn a_killed_agent_shows_stopped_and_resume_recovers() {
 
 #[test]
 fn twenty_concurrent_creates_all_work() {
-    let mut env = TestEnv::new();
+    let env = TestEnv::new();
     let profile = repo_profile("default");
     let children: Vec<_> = (0..20)
         .map(|i| {
-            env.command(&["create", profile.to_str().unwrap(), "--alias", &format!("c{i}")])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+            env.command(&[
+                "create",
+                profile.to_str().unwrap(),
+                "--alias",
+                &format!("c{i}"),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
         })
         .collect();
     let ids: Vec<String> = children
         .into_iter()
         .map(|c| {
             let out = c.wait_with_output().unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             String::from_utf8(out.stdout).unwrap().trim().to_owned()
         })
         .collect();
     let listed = env.list_json();
-    let mut numbers: Vec<u64> = listed.iter().map(|s| s["number"].as_u64().unwrap()).collect();
+    let mut numbers: Vec<u64> = listed
+        .iter()
+        .map(|s| s["number"].as_u64().unwrap())
+        .collect();
     numbers.sort_unstable();
     numbers.dedup();
     assert_eq!(numbers.len(), 20, "distinct list numbers");
@@ -121,8 +176,13 @@ fn a_duplicate_alias_is_refused_with_a_hint() {
 fn garbage_on_the_agent_socket_gets_an_error_and_the_agent_keeps_serving() {
     let mut env = TestEnv::new();
     let id = env.create("headless", None);
-    let socket = env.home().join(format!(".km/sandboxes/{id}/run/agent.sock"));
-    for garbage in [b"\x00\x00\x00\x05hello".to_vec(), b"\xff\xff\xff\xffxx".to_vec()] {
+    let socket = env
+        .home()
+        .join(format!(".km/sandboxes/{id}/run/agent.sock"));
+    for garbage in [
+        b"\x00\x00\x00\x05hello".to_vec(),
+        b"\xff\xff\xff\xffxx".to_vec(),
+    ] {
         let mut stream = UnixStream::connect(&socket).unwrap();
         stream.write_all(&garbage).unwrap();
         let mut reply = Vec::new();
@@ -140,12 +200,18 @@ fn locked_sandboxes_refuse_destroy_until_forced() {
     let id = env.create("headless", None);
     env.ok(&["lock", &id]);
     let stderr = env.fails(&["destroy", &id, "--yes"]);
-    assert!(stderr.contains(&format!("hint: km unlock {id}, or pass --force")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("hint: km unlock {id}, or pass --force")),
+        "{stderr}"
+    );
     let stderr = env.fails(&["destroy", &id]);
     assert!(stderr.contains("locked"), "{stderr}");
     env.ok(&["unlock", &id]);
     let stderr = env.fails(&["destroy", &id]);
-    assert!(stderr.contains(&format!("km destroy {id} --yes")), "no terminal: asks for --yes: {stderr}");
+    assert!(
+        stderr.contains(&format!("km destroy {id} --yes")),
+        "no terminal: asks for --yes: {stderr}"
+    );
     env.destroy(&id);
 }
 
@@ -153,9 +219,17 @@ fn locked_sandboxes_refuse_destroy_until_forced() {
 fn validate_reports_every_error_with_its_place_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "metadata:\n  name: bad\nextends: [missing]\nspec:\n  cli:\n    vscodeEnabled: true\n").unwrap();
+    std::fs::write(
+        &bad,
+        "metadata:\n  name: bad\nextends: [missing]\nspec:\n  cli:\n    vscodeEnabled: true\n",
+    )
+    .unwrap();
     let typo = dir.path().join("typo.yaml");
-    std::fs::write(&typo, "metadata:\n  name: t\nspec:\n  runtime:\n    substrat: local\n").unwrap();
+    std::fs::write(
+        &typo,
+        "metadata:\n  name: t\nspec:\n  runtime:\n    substrat: local\n",
+    )
+    .unwrap();
     let home = tempfile::tempdir().unwrap();
     let run = |path: &std::path::Path| {
         std::process::Command::new(crate::support::KM)
@@ -169,11 +243,20 @@ fn validate_reports_every_error_with_its_place_and_creates_nothing() {
     let out = run(&typo);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("typo.yaml:5:5: spec.runtime.substrat: unknown field"), "{stderr}");
+    assert!(
+        stderr.contains("typo.yaml:5:5: spec.runtime.substrat: unknown field"),
+        "{stderr}"
+    );
     let out = run(&bad);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("parent profile \"missing\" not found"), "{stderr}");
-    assert!(!home.path().join(".km").exists(), "validate creates nothing under ~/.km");
+    assert!(
+        stderr.contains("parent profile \"missing\" not found"),
+        "{stderr}"
+    );
+    assert!(
+        !home.path().join(".km").exists(),
+        "validate creates nothing under ~/.km"
+    );
     let out = run(&repo_profile("headless"));
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("vscodeEnabled: false"));
@@ -183,11 +266,19 @@ fn validate_reports_every_error_with_its_place_and_creates_nothing() {
 fn usage_errors_exit_2_and_unknown_sandboxes_list_what_was_tried() {
     let env = TestEnv::new();
     assert_eq!(env.run(&["vscode", "start"]).status.code(), Some(2));
-    assert_eq!(env.run(&["vscode", "start", "x", "--local-port", "0"]).status.code(), Some(2));
+    assert_eq!(
+        env.run(&["vscode", "start", "x", "--local-port", "0"])
+            .status
+            .code(),
+        Some(2)
+    );
     let stderr = env.fails(&["stop", "nope"]);
     assert!(stderr.contains("tried as an alias"), "{stderr}");
     let stderr = env.fails(&["stop", "sb-0000ffff"]);
-    assert!(stderr.contains("as a sandbox ID and as an alias"), "{stderr}");
+    assert!(
+        stderr.contains("as a sandbox ID and as an alias"),
+        "{stderr}"
+    );
     let stderr = env.fails(&["stop", "a/b"]);
     assert!(stderr.contains("not a sandbox ID, alias"), "{stderr}");
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 pub(crate) const KM: &str = env!("CARGO_BIN_EXE_km");
 
 pub(crate) fn repo_profile(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles").join(format!("{name}.yaml"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../profiles")
+        .join(format!("{name}.yaml"))
 }
 
 /// One isolated operator: its own HOME, never the real one.
@@ -19,7 +21,10 @@ pub(crate) struct TestEnv {
 
 impl TestEnv {
     pub(crate) fn new() -> Self {
-        let env = Self { home: tempfile::Builder::new().prefix("km").tempdir().unwrap(), created: Vec::new() };
+        let env = Self {
+            home: tempfile::Builder::new().prefix("km").tempdir().unwrap(),
+            created: Vec::new(),
+        };
         env.ok(&["init"]);
         env
     }
@@ -56,7 +61,11 @@ impl TestEnv {
 
     pub(crate) fn fails(&self, args: &[&str]) -> String {
         let output = self.run(args);
-        assert_eq!(output.status.code(), Some(1), "km {args:?} should fail: {output:?}");
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "km {args:?} should fail: {output:?}"
+        );
         String::from_utf8(output.stderr).unwrap()
     }
 
@@ -81,7 +90,10 @@ impl TestEnv {
     }
 
     pub(crate) fn status_of(&self, id: &str) -> String {
-        self.list_json().iter().find(|s| s["id"] == id).unwrap()["status"].as_str().unwrap().to_owned()
+        self.list_json().iter().find(|s| s["id"] == id).unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     pub(crate) fn key(&self, id: &str) -> PathBuf {
@@ -93,11 +105,24 @@ impl TestEnv {
         let mut command = Command::new("ssh");
         command
             .env("HOME", self.home())
-            .args(["-F", "none", "-T", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes"])
+            .args([
+                "-F",
+                "none",
+                "-T",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+            ])
             .arg("-i")
             .arg(key)
             .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.home().join(".km/known_hosts").display()))
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.home().join(".km/known_hosts").display()
+            ))
             .arg("-o")
             .arg(format!("HostKeyAlias=km-{id}"))
             .arg("-o")
@@ -129,17 +154,30 @@ impl Drop for TestEnv {
 }
 
 pub(crate) fn succeeds(command: &mut Command) -> bool {
-    command.stderr(Stdio::null()).stdout(Stdio::null()).status().unwrap().success()
+    command
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
 }
 
 pub(crate) fn stdout_of(command: &mut Command) -> String {
     let output = command.output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A `km vscode start` running in the background, stopped (by PID) when dropped.
@@ -152,7 +190,13 @@ impl Tunnel {
     pub(crate) fn start(env: &TestEnv, sandbox: &str) -> Self {
         let port = free_port();
         let child = env
-            .command(&["vscode", "start", sandbox, "--local-port", &port.to_string()])
+            .command(&[
+                "vscode",
+                "start",
+                sandbox,
+                "--local-port",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -166,7 +210,11 @@ impl Tunnel {
     }
 
     pub(crate) fn interrupt(mut self) -> Output {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
         let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
         child.wait_with_output().unwrap()
     }

@@ -24,16 +24,34 @@ fn start_serves_ssh_scp_sftp_forwarding_and_parallel_connections() {
     let host = format!("km-{id}");
     let text = std::fs::read_to_string(&real).unwrap();
     assert!(text.ends_with(USER_CONFIG), "user bytes kept");
-    assert!(std::fs::symlink_metadata(ssh_dir.join("config")).unwrap().file_type().is_symlink());
-    assert_eq!(std::fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o640);
+    assert!(
+        std::fs::symlink_metadata(ssh_dir.join("config"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
     assert!(!text.replace("\r\n", "").contains('\n'), "CRLF stays CRLF");
 
-    assert_eq!(stdout_of(env.ssh_config(&host).arg("echo in-sandbox")), "in-sandbox\n");
+    assert_eq!(
+        stdout_of(env.ssh_config(&host).arg("echo in-sandbox")),
+        "in-sandbox\n"
+    );
 
     let local = env.home().join("upload.txt");
     std::fs::write(&local, "payload").unwrap();
     let config = ssh_dir.join("config");
-    assert!(succeeds(std::process::Command::new("scp").arg("-F").arg(&config).arg("-q").arg(&local).arg(format!("{host}:up.txt"))));
+    assert!(succeeds(
+        std::process::Command::new("scp")
+            .arg("-F")
+            .arg(&config)
+            .arg("-q")
+            .arg(&local)
+            .arg(format!("{host}:up.txt"))
+    ));
     assert_eq!(env.ok(&["shell", &id, "--", "cat", "../up.txt"]), "payload");
     let mut sftp = std::process::Command::new("sftp")
         .arg("-F")
@@ -51,16 +69,28 @@ fn start_serves_ssh_scp_sftp_forwarding_and_parallel_connections() {
     // VS Code's launch shape: -T -D <port> host bash, with the script on stdin.
     let socks = free_port();
     let mut vscode = env.ssh_config(&host);
-    vscode.args(["-D", &format!("127.0.0.1:{socks}"), "bash"]).stdin(Stdio::piped()).stdout(Stdio::piped());
+    vscode
+        .args(["-D", &format!("127.0.0.1:{socks}"), "bash"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
     let mut child = vscode.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"echo vscode-server-ready; echo $HOME\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo vscode-server-ready; echo $HOME\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("vscode-server-ready\n"));
 
-    // -L to a Unix-socket service inside the sandbox (python http.server on a port would do too).
+    // -L from the sandbox to a TCP service (here the tunnel itself, reached from inside).
     let forwarded = free_port();
     let mut forward = env.ssh_config(&host);
-    forward.args(["-N", "-L", &format!("127.0.0.1:{forwarded}:127.0.0.1:{}", tunnel.port)]);
+    forward.args([
+        "-N",
+        "-L",
+        &format!("127.0.0.1:{forwarded}:127.0.0.1:{}", tunnel.port),
+    ]);
     let mut forward = forward.spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while std::net::TcpStream::connect(("127.0.0.1", forwarded)).is_err() {
@@ -75,23 +105,52 @@ fn start_serves_ssh_scp_sftp_forwarding_and_parallel_connections() {
     let _ = forward.wait();
 
     let parallel: Vec<_> = (0..8)
-        .map(|i| env.ssh_config(&host).arg(format!("sleep 0.3; echo {i}")).stdout(Stdio::piped()).spawn().unwrap())
+        .map(|i| {
+            env.ssh_config(&host)
+                .arg(format!("sleep 0.3; echo {i}"))
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for (i, child) in parallel.into_iter().enumerate() {
         let out = child.wait_with_output().unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{i}\n"));
     }
 
-    let stderr = env.fails(&["vscode", "start", "code", "--local-port", &tunnel.port.to_string()]);
-    assert!(stderr.contains(&format!("local port {} is already in use — pick a different one with --local-port", tunnel.port)), "{stderr}");
+    let stderr = env.fails(&[
+        "vscode",
+        "start",
+        "code",
+        "--local-port",
+        &tunnel.port.to_string(),
+    ]);
+    assert!(
+        stderr.contains(&format!(
+            "local port {} is already in use — pick a different one with --local-port",
+            tunnel.port
+        )),
+        "{stderr}"
+    );
 
     let output = tunnel.interrupt();
     assert_eq!(output.status.code(), Some(0), "Ctrl-C exits 0: {output:?}");
-    assert!(std::fs::read_to_string(&real).unwrap().contains(&host), "the entry stays");
+    assert!(
+        std::fs::read_to_string(&real).unwrap().contains(&host),
+        "the entry stays"
+    );
 
     env.destroy(&id);
-    assert_eq!(std::fs::read_to_string(&real).unwrap(), USER_CONFIG, "destroy restores the user's file byte for byte");
-    assert!(!std::fs::read_to_string(env.home().join(".km/known_hosts")).unwrap().contains(&id));
+    assert_eq!(
+        std::fs::read_to_string(&real).unwrap(),
+        USER_CONFIG,
+        "destroy restores the user's file byte for byte"
+    );
+    assert!(
+        !std::fs::read_to_string(env.home().join(".km/known_hosts"))
+            .unwrap()
+            .contains(&id)
+    );
 }
 
 #[test]
@@ -106,28 +165,60 @@ fn status_checks_key_match_and_rekey_rotates_without_dropping_open_sessions() {
     let old_key = env.home().join("old-key");
     std::fs::copy(env.key(&id), &old_key).unwrap();
     std::fs::set_permissions(&old_key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut open = env.ssh_via_proxy(&id, &old_key).arg("sleep 2; echo survived").stdout(Stdio::piped()).spawn().unwrap();
+    let open = env
+        .ssh_via_proxy(&id, &old_key)
+        .arg("sleep 2; echo survived")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
 
     let stderr = String::from_utf8(env.run(&["vscode", "rekey", &id, "--yes"]).stderr).unwrap();
     assert!(stderr.contains("Rekey complete"), "{stderr}");
-    let markers = ["✓ Sandbox", "✓ Pre-flight check passed", "✓ New keypair generated (SHA256:", "✓ Pushed to sandbox", "✓ Local key", "atomically", "Rekey complete"];
+    let markers = [
+        "✓ Sandbox",
+        "✓ Pre-flight check passed",
+        "✓ New keypair generated (SHA256:",
+        "✓ Pushed to sandbox",
+        "✓ Local key",
+        "atomically",
+        "Rekey complete",
+    ];
     let mut at = 0;
     for marker in markers {
-        at += stderr[at..].find(marker).unwrap_or_else(|| panic!("{marker} missing or out of order in {stderr}"));
+        at += stderr[at..]
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker} missing or out of order in {stderr}"));
     }
-    assert_eq!(String::from_utf8(open.wait_with_output().unwrap().stdout).unwrap(), "survived\n");
-    assert!(!succeeds(&mut env.ssh_via_proxy(&id, &old_key).arg("true")), "the old key is refused");
-    assert!(succeeds(&mut env.ssh_via_proxy(&id, &env.key(&id)).arg("true")), "the new key works");
+    assert_eq!(
+        String::from_utf8(open.wait_with_output().unwrap().stdout).unwrap(),
+        "survived\n"
+    );
+    assert!(
+        !succeeds(env.ssh_via_proxy(&id, &old_key).arg("true")),
+        "the old key is refused"
+    );
+    assert!(
+        succeeds(env.ssh_via_proxy(&id, &env.key(&id)).arg("true")),
+        "the new key works"
+    );
     assert!(!env.home().join(format!(".km/keys/{id}.new")).exists());
     env.ok(&["vscode", "status", &id]);
 
     // Status notices a local key that does not match the installed one.
     std::fs::copy(&old_key, env.key(&id)).unwrap();
-    let pubkey = std::process::Command::new("ssh-keygen").arg("-y").arg("-f").arg(&old_key).output().unwrap();
+    let pubkey = std::process::Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(&old_key)
+        .output()
+        .unwrap();
     std::fs::write(env.home().join(format!(".km/keys/{id}.pub")), pubkey.stdout).unwrap();
     let stderr = env.fails(&["vscode", "status", &id]);
-    assert!(stderr.contains(&format!("hint: km vscode rekey {id}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("hint: km vscode rekey {id}")),
+        "{stderr}"
+    );
     env.destroy(&id);
 }
 
@@ -137,36 +228,72 @@ fn rekey_failures_and_gates_leave_the_old_key_working() {
     let id = env.create("default", None);
     let key_bytes = std::fs::read(env.key(&id)).unwrap();
     for fault in ["rekey-readback-mismatch", "rekey-push-failure"] {
-        let output = env.command(&["vscode", "rekey", &id, "--yes"]).env("KM_TEST_FAULT", fault).output().unwrap();
+        let output = env
+            .command(&["vscode", "rekey", &id, "--yes"])
+            .env("KM_TEST_FAULT", fault)
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(1), "{fault}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("local key unchanged"), "{stderr}");
-        assert_eq!(std::fs::read(env.key(&id)).unwrap(), key_bytes, "{fault}: local key unchanged");
+        assert_eq!(
+            std::fs::read(env.key(&id)).unwrap(),
+            key_bytes,
+            "{fault}: local key unchanged"
+        );
         assert!(!env.home().join(format!(".km/keys/{id}.new")).exists());
-        assert!(succeeds(&mut env.ssh_via_proxy(&id, &env.key(&id)).arg("true")), "{fault}: old key still works");
+        assert!(
+            succeeds(env.ssh_via_proxy(&id, &env.key(&id)).arg("true")),
+            "{fault}: old key still works"
+        );
     }
 
     env.ok(&["lock", &id]);
     let stderr = env.fails(&["vscode", "rekey", &id, "--yes"]);
-    assert!(stderr.contains(&format!("hint: km unlock {id}, or pass --force")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("hint: km unlock {id}, or pass --force")),
+        "{stderr}"
+    );
     env.ok(&["vscode", "rekey", &id, "--yes", "--force"]);
     env.ok(&["unlock", &id]);
     let stderr = env.fails(&["vscode", "rekey", &id]);
-    assert!(stderr.contains(&format!("km vscode rekey {id} --yes")), "no terminal: asks for --yes: {stderr}");
+    assert!(
+        stderr.contains(&format!("km vscode rekey {id} --yes")),
+        "no terminal: asks for --yes: {stderr}"
+    );
 
     env.ok(&["stop", &id]);
     let stderr = env.fails(&["vscode", "rekey", &id, "--yes"]);
-    assert!(stderr.contains(&format!("hint: km resume {id}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("hint: km resume {id}")),
+        "{stderr}"
+    );
     env.ok(&["resume", &id]);
 
     // Cross-laptop bootstrap: no local key at all.
     std::fs::remove_file(env.key(&id)).unwrap();
     std::fs::remove_file(env.home().join(format!(".km/keys/{id}.pub"))).unwrap();
-    let stderr = env.fails(&["vscode", "start", &id, "--local-port", &free_port().to_string()]);
-    assert!(stderr.contains(&format!("km vscode rekey {id}")), "{stderr}");
+    let stderr = env.fails(&[
+        "vscode",
+        "start",
+        &id,
+        "--local-port",
+        &free_port().to_string(),
+    ]);
+    assert!(
+        stderr.contains(&format!("km vscode rekey {id}")),
+        "{stderr}"
+    );
     env.ok(&["vscode", "rekey", &id, "--yes"]);
-    assert_eq!(std::fs::metadata(env.key(&id)).unwrap().permissions().mode() & 0o777, 0o600);
-    assert!(succeeds(&mut env.ssh_via_proxy(&id, &env.key(&id)).arg("true")));
+    assert_eq!(
+        std::fs::metadata(env.key(&id))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(succeeds(env.ssh_via_proxy(&id, &env.key(&id)).arg("true")));
     env.destroy(&id);
 }
 
@@ -174,12 +301,22 @@ fn rekey_failures_and_gates_leave_the_old_key_working() {
 fn disabled_sandboxes_get_a_hard_error_pointing_at_recreate() {
     let mut env = TestEnv::new();
     let id = env.create("headless", None);
-    for args in [vec!["vscode", "start", id.as_str()], vec!["vscode", "status", id.as_str()], vec!["vscode", "rekey", id.as_str(), "--yes"]] {
+    for args in [
+        vec!["vscode", "start", id.as_str()],
+        vec!["vscode", "status", id.as_str()],
+        vec!["vscode", "rekey", id.as_str(), "--yes"],
+    ] {
         let stderr = env.fails(&args);
         assert!(stderr.contains("without vscodeEnabled: true"), "{stderr}");
-        assert!(stderr.contains(&format!("km destroy {id} --yes && km create")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("km destroy {id} --yes && km create")),
+            "{stderr}"
+        );
     }
-    assert!(!env.home().join(format!(".km/keys/{id}")).exists(), "no key for a headless sandbox");
+    assert!(
+        !env.home().join(format!(".km/keys/{id}")).exists(),
+        "no key for a headless sandbox"
+    );
     env.destroy(&id);
 }
 
@@ -189,9 +326,16 @@ fn malformed_markers_are_refused_and_the_file_is_untouched() {
     let id = env.create("default", None);
     let config = env.home().join(".ssh/config");
     std::fs::create_dir_all(config.parent().unwrap()).unwrap();
-    let broken = "Host a\n# BEGIN km vscode hosts (managed; do not edit between markers)\nHost km-x\n";
+    let broken =
+        "Host a\n# BEGIN km vscode hosts (managed; do not edit between markers)\nHost km-x\n";
     std::fs::write(&config, broken).unwrap();
-    let stderr = env.fails(&["vscode", "start", &id, "--local-port", &free_port().to_string()]);
+    let stderr = env.fails(&[
+        "vscode",
+        "start",
+        &id,
+        "--local-port",
+        &free_port().to_string(),
+    ]);
     assert!(stderr.contains("line 2"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&config).unwrap(), broken);
     std::fs::write(&config, "").unwrap();
@@ -210,13 +354,19 @@ fn the_tunnel_stops_with_a_clear_message_when_the_sandbox_is_stopped() {
         if let Some(status) = tunnel.child.try_wait().unwrap() {
             break status;
         }
-        assert!(std::time::Instant::now() < deadline, "the tunnel kept running after stop");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tunnel kept running after stop"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(1));
     let mut stderr = String::new();
     std::io::Read::read_to_string(tunnel.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert!(stderr.contains(&format!("sandbox {id} was stopped")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("sandbox {id} was stopped")),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("km resume {id}")), "{stderr}");
     env.destroy(&id);
 }

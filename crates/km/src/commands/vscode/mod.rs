@@ -55,12 +55,20 @@ fn problem_error(record: &SandboxRecord, problem: ProbeProblem) -> CommandError 
         ProbeProblem::NotEnabled => CommandError::user(format!(
             "VS Code is not enabled in sandbox {id}: no sshd and no authorized_keys"
         ))
-        .hint(format!("recreate it with vscodeEnabled: true: km destroy {id} --yes && km create {}", record.profile_path)),
-        ProbeProblem::SshdDown => CommandError::user(format!("sshd is not running in sandbox {id}"))
-            .hint(format!("restart the sandbox: km stop {id} && km resume {id}")),
+        .hint(format!(
+            "recreate it with vscodeEnabled: true: km destroy {id} --yes && km create {}",
+            record.profile_path
+        )),
+        ProbeProblem::SshdDown => {
+            CommandError::user(format!("sshd is not running in sandbox {id}")).hint(format!(
+                "restart the sandbox: km stop {id} && km resume {id}"
+            ))
+        }
         ProbeProblem::Inconsistent => CommandError::user(format!(
             "unexpected state in sandbox {id}: sshd is running but ~/.ssh/authorized_keys is absent"
         ))
-        .hint(format!("install a key again with `km vscode rekey {id}`, or recreate the sandbox")),
+        .hint(format!(
+            "install a key again with `km vscode rekey {id}`, or recreate the sandbox"
+        )),
     }
 }

@@ -40,7 +40,8 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
     let platform = context.platform()?;
 
     if !platform.is_running(&record) {
-        return Err(CommandError::user(format!("sandbox {id} is not running")).hint(format!("km resume {id}")));
+        return Err(CommandError::user(format!("sandbox {id} is not running"))
+            .hint(format!("km resume {id}")));
     }
     ui::status(&format!("✓ Sandbox {id} running"));
     if record.locked && !args.force {
@@ -56,8 +57,11 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
     let private = context.paths.private_key(&id);
     let public = context.paths.public_key(&id);
     let old_fingerprint = fingerprint_of_file(&public).ok();
-    let new_pair = KeyPair::generate(&id.key_comment()).map_err(|e| CommandError::user(e.to_string()))?;
-    let new_line = new_pair.public_line().map_err(|e| CommandError::user(e.to_string()))?;
+    let new_pair =
+        KeyPair::generate(&id.key_comment()).map_err(|e| CommandError::user(e.to_string()))?;
+    let new_line = new_pair
+        .public_line()
+        .map_err(|e| CommandError::user(e.to_string()))?;
     if !args.yes {
         let question = format!(
             "Rotate the key of {id}?\n  old: {}\n  new: {}\nOpen sessions keep working until they reconnect.",
@@ -71,8 +75,10 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
                 return Ok(ExitCode::SUCCESS);
             }
             None => {
-                return Err(CommandError::user(format!("refusing to rekey {id} without confirmation (no terminal to ask on)"))
-                    .hint(format!("km vscode rekey {id} --yes")));
+                return Err(CommandError::user(format!(
+                    "refusing to rekey {id} without confirmation (no terminal to ask on)"
+                ))
+                .hint(format!("km vscode rekey {id} --yes")));
             }
         }
     }
@@ -83,13 +89,14 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
         let _ = std::fs::remove_file(&private_new);
         let _ = std::fs::remove_file(&public_new);
     };
-    new_pair
-        .write(&private_new, &public_new)
-        .map_err(|e| {
-            discard_new();
-            CommandError::user(format!("cannot write the new keypair for {id}")).cause(e)
-        })?;
-    ui::status(&format!("✓ New keypair generated ({})", new_pair.fingerprint()));
+    new_pair.write(&private_new, &public_new).map_err(|e| {
+        discard_new();
+        CommandError::user(format!("cannot write the new keypair for {id}")).cause(e)
+    })?;
+    ui::status(&format!(
+        "✓ New keypair generated ({})",
+        new_pair.fingerprint()
+    ));
 
     let old_line = found.key_line_for(&id.key_comment()).map(str::to_owned);
     if let Err(error) = push_and_verify(context, &platform, &record, &new_line) {
@@ -98,28 +105,51 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
         let state = match (&old_line, restored) {
             (Some(_), Ok(())) => "the sandbox's old key line was restored; the old key still works",
             (None, Ok(())) => "the sandbox had no key line for this machine and has none now",
-            (_, Err(_)) => "the sandbox's authorized_keys could not be restored; run the rekey again",
+            (_, Err(_)) => {
+                "the sandbox's authorized_keys could not be restored; run the rekey again"
+            }
         };
         return Err(error
-            .cause(format!("local key unchanged at {}; no .new files left", private.display()))
+            .cause(format!(
+                "local key unchanged at {}; no .new files left",
+                private.display()
+            ))
             .cause(state)
-            .hint(format!("km vscode status {id}, then km vscode rekey {id} again")));
+            .hint(format!(
+                "km vscode status {id}, then km vscode rekey {id} again"
+            )));
     }
     ui::status("✓ Pushed to sandbox (verified by read-back and a real login)");
 
     std::fs::rename(&public_new, &public)
         .and_then(|()| std::fs::rename(&private_new, &private))
         .map_err(|e| {
-            CommandError::user(format!("the sandbox has the new key but the local files could not be committed: {e}"))
-                .hint(format!("the new private key is at {}; run km vscode rekey {id} again", private_new.display()))
+            CommandError::user(format!(
+                "the sandbox has the new key but the local files could not be committed: {e}"
+            ))
+            .hint(format!(
+                "the new private key is at {}; run km vscode rekey {id} again",
+                private_new.display()
+            ))
         })?;
     store.set_key_fingerprint(&id, Some(&new_pair.fingerprint()))?;
-    ui::status(&format!("✓ Local key {} replaced atomically", private.display()));
-    ui::status(&format!("Rekey complete for {id}: {}", new_pair.fingerprint()));
+    ui::status(&format!(
+        "✓ Local key {} replaced atomically",
+        private.display()
+    ));
+    ui::status(&format!(
+        "Rekey complete for {id}: {}",
+        new_pair.fingerprint()
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
-fn push_and_verify(context: &Context, platform: &impl Platform, record: &SandboxRecord, new_line: &str) -> CommandResult<()> {
+fn push_and_verify(
+    context: &Context,
+    platform: &impl Platform,
+    record: &SandboxRecord,
+    new_line: &str,
+) -> CommandResult<()> {
     let id: &SandboxId = &record.id;
     let script = if fault("rekey-push-failure") {
         "echo 'injected push failure' >&2; exit 1".to_owned()
@@ -128,8 +158,11 @@ fn push_and_verify(context: &Context, platform: &impl Platform, record: &Sandbox
     };
     let output = platform.exec(record, &script, INSTALL_TIMEOUT)?;
     if output.exit_code != 0 {
-        return Err(CommandError::user(format!("pushing the new key to {id} failed (exit {})", output.exit_code))
-            .cause(output.stderr.trim().to_owned()));
+        return Err(CommandError::user(format!(
+            "pushing the new key to {id} failed (exit {})",
+            output.exit_code
+        ))
+        .cause(output.stderr.trim().to_owned()));
     }
     let mut readback = parse_readback(&output.stdout);
     if fault("rekey-readback-mismatch") {
@@ -142,11 +175,18 @@ fn push_and_verify(context: &Context, platform: &impl Platform, record: &Sandbox
     }
     let new_private = with_suffix(&context.paths.private_key(id), ".new");
     verify_login(context, id, &new_private, &platform.login_user()).map_err(|why| {
-        CommandError::user(format!("verification failed: logging in to {id} with the new key did not work")).cause(why)
+        CommandError::user(format!(
+            "verification failed: logging in to {id} with the new key did not work"
+        ))
+        .cause(why)
     })
 }
 
-fn restore_remote(platform: &impl Platform, record: &SandboxRecord, old_line: Option<&str>) -> Result<(), ()> {
+fn restore_remote(
+    platform: &impl Platform,
+    record: &SandboxRecord,
+    old_line: Option<&str>,
+) -> Result<(), ()> {
     let script = install_key_script(&record.id.key_comment(), old_line);
     match platform.exec(record, &script, INSTALL_TIMEOUT) {
         Ok(output) if output.exit_code == 0 => Ok(()),

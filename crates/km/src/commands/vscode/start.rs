@@ -33,20 +33,32 @@ pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<Ex
     require_enabled(&record)?;
     let id = record.id.clone();
     let port = args.local_port;
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).map_err(|e| {
-        CommandError::user(format!("local port {port} is already in use — pick a different one with --local-port"))
+    let listener =
+        TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).map_err(|e| {
+            CommandError::user(format!(
+                "local port {port} is already in use — pick a different one with --local-port"
+            ))
             .cause(e)
-            .hint(format!("km vscode start {id} --local-port {}", suggest_port(port)))
-    })?;
+            .hint(format!(
+                "km vscode start {id} --local-port {}",
+                suggest_port(port)
+            ))
+        })?;
     let key = context.paths.private_key(&id);
     if !key.exists() {
-        return Err(CommandError::user(format!("private key for {id} not found at {}", key.display()))
-            .cause("keys live on the machine that created the sandbox")
-            .hint(format!("bootstrap a new key on this machine: km vscode rekey {id}")));
+        return Err(CommandError::user(format!(
+            "private key for {id} not found at {}",
+            key.display()
+        ))
+        .cause("keys live on the machine that created the sandbox")
+        .hint(format!(
+            "bootstrap a new key on this machine: km vscode rekey {id}"
+        )));
     }
     let platform = context.platform()?;
     if !platform.is_running(&record) {
-        return Err(CommandError::user(format!("sandbox {id} is not running")).hint(format!("km resume {id}")));
+        return Err(CommandError::user(format!("sandbox {id} is not running"))
+            .hint(format!("km resume {id}")));
     }
     let found = probe(&platform, &record)?;
     if let Some(problem) = found.problem() {
@@ -54,12 +66,20 @@ pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<Ex
     }
     let entry = ssh_entries::host_entry(context, &id, port, &platform.login_user())?;
     ssh_entries::upsert_host(context, &entry)?;
-    ui::status(&format!("✓ Updated ~/.ssh/config (Host: {})", id.host_alias()));
+    ui::status(&format!(
+        "✓ Updated ~/.ssh/config (Host: {})",
+        id.host_alias()
+    ));
     ui::status(&format!("✓ Forwarding localhost:{port} → sandbox:22"));
     ui::status("");
-    ui::status(&format!("In VS Code: F1 → \"Remote-SSH: Connect to Host…\" → {}", id.host_alias()));
+    ui::status(&format!(
+        "In VS Code: F1 → \"Remote-SSH: Connect to Host…\" → {}",
+        id.host_alias()
+    ));
     ui::status(&format!("From a terminal: ssh {}", id.host_alias()));
-    ui::status("The tunnel auto-reconnects if it drops; press Ctrl-C to close it (sshd keeps running on the sandbox).");
+    ui::status(
+        "The tunnel auto-reconnects if it drops; press Ctrl-C to close it (sshd keeps running on the sandbox).",
+    );
     ui::status("");
     serve(context, listener, platform, record)
 }
@@ -77,7 +97,12 @@ enum Ending {
     Gone(CommandError),
 }
 
-fn serve(context: &Context, listener: TcpListener, platform: LocalPlatform, record: SandboxRecord) -> CommandResult<ExitCode> {
+fn serve(
+    context: &Context,
+    listener: TcpListener,
+    platform: LocalPlatform,
+    record: SandboxRecord,
+) -> CommandResult<ExitCode> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -153,7 +178,9 @@ fn why_gone(context: &Context, record: &SandboxRecord) -> Option<CommandError> {
     let id = &record.id;
     let store = context.store().ok()?;
     match store.get(id) {
-        Ok(None) => Some(CommandError::user(format!("sandbox {id} was destroyed; the tunnel stops"))),
+        Ok(None) => Some(CommandError::user(format!(
+            "sandbox {id} was destroyed; the tunnel stops"
+        ))),
         Ok(Some(current)) if current.status == Status::Stopped => Some(
             CommandError::user(format!("sandbox {id} was stopped; the tunnel stops"))
                 .hint(format!("km resume {id} && km vscode start {id}")),

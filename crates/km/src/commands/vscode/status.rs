@@ -23,7 +23,11 @@ struct Check {
 }
 
 fn check(name: &'static str, ok: bool, detail: impl Into<String>) -> Check {
-    Check { name, ok, detail: detail.into() }
+    Check {
+        name,
+        ok,
+        detail: detail.into(),
+    }
 }
 
 pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<ExitCode> {
@@ -34,38 +38,93 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
     let platform = context.platform()?;
     let mut checks = Vec::new();
     let running = platform.is_running(&record);
-    checks.push(check("sandbox running", running, if running { "the agent answers" } else { "the agent does not answer" }));
+    checks.push(check(
+        "sandbox running",
+        running,
+        if running {
+            "the agent answers"
+        } else {
+            "the agent does not answer"
+        },
+    ));
     if running {
         let found = probe(&platform, &record)?;
-        checks.push(check("sshd available", found.sshd_active, if found.sshd_active { "sshd accepts its config" } else { "sshd is not serving" }));
+        checks.push(check(
+            "sshd available",
+            found.sshd_active,
+            if found.sshd_active {
+                "sshd accepts its config"
+            } else {
+                "sshd is not serving"
+            },
+        ));
         let installed = found.key_line_for(&id.key_comment()).map(str::to_owned);
         checks.push(check(
             "authorized_keys present",
             found.authorized_keys.is_some() && installed.is_some(),
             match (&found.authorized_keys, &installed) {
                 (None, _) => "~/.ssh/authorized_keys is absent".to_owned(),
-                (Some(_), None) => format!("no line for {} in ~/.ssh/authorized_keys", id.key_comment()),
-                (Some(lines), Some(_)) => format!("{} key line(s), one for {}", lines.len(), id.key_comment()),
+                (Some(_), None) => {
+                    format!("no line for {} in ~/.ssh/authorized_keys", id.key_comment())
+                }
+                (Some(lines), Some(_)) => {
+                    format!("{} key line(s), one for {}", lines.len(), id.key_comment())
+                }
             },
         ));
         let local = fingerprint_of_file(&context.paths.public_key(id)).ok();
-        let remote = installed.as_deref().and_then(|l| fingerprint_of_line(l).ok());
+        let remote = installed
+            .as_deref()
+            .and_then(|l| fingerprint_of_line(l).ok());
         checks.push(match (&local, &remote) {
-            (Some(l), Some(r)) if l == r => check("installed key matches local key", true, l.clone()),
-            (Some(l), Some(r)) => check("installed key matches local key", false, format!("local {l}, installed {r}")),
-            (None, _) => check("installed key matches local key", false, format!("no local key at {}", context.paths.public_key(id).display())),
-            (Some(_), None) => check("installed key matches local key", false, "no installed key to compare"),
+            (Some(l), Some(r)) if l == r => {
+                check("installed key matches local key", true, l.clone())
+            }
+            (Some(l), Some(r)) => check(
+                "installed key matches local key",
+                false,
+                format!("local {l}, installed {r}"),
+            ),
+            (None, _) => check(
+                "installed key matches local key",
+                false,
+                format!("no local key at {}", context.paths.public_key(id).display()),
+            ),
+            (Some(_), None) => check(
+                "installed key matches local key",
+                false,
+                "no installed key to compare",
+            ),
         });
         let pinned = pinned_host_key(context, id);
         let actual = found.host_key.as_deref().and_then(key_material);
         checks.push(match (&pinned, &actual) {
-            (Some(p), Some(a)) if p == a => check("host key matches pin", true, "pinned in ~/.km/known_hosts"),
-            (None, _) => check("host key matches pin", false, "no host key pinned for this sandbox"),
-            _ => check("host key matches pin", false, "the sandbox's host key differs from the pinned one"),
+            (Some(p), Some(a)) if p == a => {
+                check("host key matches pin", true, "pinned in ~/.km/known_hosts")
+            }
+            (None, _) => check(
+                "host key matches pin",
+                false,
+                "no host key pinned for this sandbox",
+            ),
+            _ => check(
+                "host key matches pin",
+                false,
+                "the sandbox's host key differs from the pinned one",
+            ),
         });
-        let login = verify_login(context, id, &context.paths.private_key(id), &platform.login_user());
+        let login = verify_login(
+            context,
+            id,
+            &context.paths.private_key(id),
+            &platform.login_user(),
+        );
         checks.push(match login {
-            Ok(()) => check("ssh login with local key", true, "handshake and login succeeded"),
+            Ok(()) => check(
+                "ssh login with local key",
+                true,
+                "handshake and login succeeded",
+            ),
             Err(why) => check("ssh login with local key", false, why),
         });
     }
@@ -75,21 +134,36 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
         ui::data(&serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
         for c in &checks {
-            ui::data(&format!("{} {}: {}", if c.ok { "✓" } else { "✗" }, c.name, c.detail));
+            ui::data(&format!(
+                "{} {}: {}",
+                if c.ok { "✓" } else { "✗" },
+                c.name,
+                c.detail
+            ));
         }
     }
     if failed == 0 {
         if !args.json {
-            ui::status(&format!("✓ VS Code Remote-SSH ready for {}", id.host_alias()));
+            ui::status(&format!(
+                "✓ VS Code Remote-SSH ready for {}",
+                id.host_alias()
+            ));
         }
         return Ok(ExitCode::SUCCESS);
     }
     let hint = if !running {
         format!("km resume {id}")
-    } else if checks.iter().any(|c| !c.ok && (c.name.contains("key") || c.name.contains("login"))) {
+    } else if checks
+        .iter()
+        .any(|c| !c.ok && (c.name.contains("key") || c.name.contains("login")))
+    {
         format!("km vscode rekey {id}")
     } else {
         format!("km stop {id} && km resume {id}")
     };
-    Err(CommandError::user(format!("{failed} of {} checks failed for sandbox {id}", checks.len())).hint(hint))
+    Err(CommandError::user(format!(
+        "{failed} of {} checks failed for sandbox {id}",
+        checks.len()
+    ))
+    .hint(hint))
 }
