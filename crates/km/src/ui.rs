@@ -49,6 +49,26 @@ pub(crate) fn confirm(question: &str) -> Option<bool> {
     Some(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
 }
 
+/// Asks before a destructive step: `Ok(true)` to go on, `Ok(false)` when the operator said no
+/// (already reported), and an error naming `yes_command` when there is no terminal to ask on.
+pub(crate) fn confirm_or_refuse(
+    question: &str,
+    action: &str,
+    yes_command: &str,
+) -> Result<bool, CommandError> {
+    match confirm(question) {
+        Some(true) => Ok(true),
+        Some(false) => {
+            status("Aborted.");
+            Ok(false)
+        }
+        None => Err(CommandError::user(format!(
+            "refusing to {action} without confirmation (no terminal to ask on)"
+        ))
+        .hint(yes_command.to_owned())),
+    }
+}
+
 /// A spinner on stderr while slow work runs; silent when stderr is not a terminal.
 pub(crate) struct Spinner {
     running: Arc<AtomicBool>,

@@ -20,20 +20,14 @@ pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCo
         return Err(CommandError::user(format!("sandbox {id} is locked"))
             .hint(format!("km unlock {id}, or pass --force")));
     }
-    if !args.yes {
-        match ui::confirm(&format!("Destroy sandbox {id} and its keys?")) {
-            Some(true) => {}
-            Some(false) => {
-                ui::status("Aborted.");
-                return Ok(ExitCode::SUCCESS);
-            }
-            None => {
-                return Err(CommandError::user(format!(
-                    "refusing to destroy {id} without confirmation (no terminal to ask on)"
-                ))
-                .hint(format!("km destroy {id} --yes")));
-            }
-        }
+    if !args.yes
+        && !ui::confirm_or_refuse(
+            &format!("Destroy sandbox {id} and its keys?"),
+            &format!("destroy {id}"),
+            &format!("km destroy {id} --yes"),
+        )?
+    {
+        return Ok(ExitCode::SUCCESS);
     }
     let platform = context.platform()?;
     platform.destroy(&record)?;

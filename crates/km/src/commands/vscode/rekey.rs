@@ -68,18 +68,12 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
             old_fingerprint.as_deref().unwrap_or("none on this machine"),
             new_pair.fingerprint()
         );
-        match ui::confirm(&question) {
-            Some(true) => {}
-            Some(false) => {
-                ui::status("Aborted.");
-                return Ok(ExitCode::SUCCESS);
-            }
-            None => {
-                return Err(CommandError::user(format!(
-                    "refusing to rekey {id} without confirmation (no terminal to ask on)"
-                ))
-                .hint(format!("km vscode rekey {id} --yes")));
-            }
+        if !ui::confirm_or_refuse(
+            &question,
+            &format!("rekey {id}"),
+            &format!("km vscode rekey {id} --yes"),
+        )? {
+            return Ok(ExitCode::SUCCESS);
         }
     }
 
