@@ -202,8 +202,15 @@ impl Tunnel {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the tunnel never listened");
+        // The port is bound before the pre-flight, so wait for the entry that follows it.
+        let config = env.home().join(".ssh/config");
+        let ready = || {
+            std::fs::read_to_string(&config)
+                .is_ok_and(|text| text.lines().any(|l| l.trim() == format!("Port {port}")))
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        };
+        while !ready() {
+            assert!(Instant::now() < deadline, "the tunnel never became ready");
             std::thread::sleep(Duration::from_millis(20));
         }
         Self { child, port }
