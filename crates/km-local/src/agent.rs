@@ -182,10 +182,10 @@ impl Agent {
         match getsockopt(&connection, PeerCredentials) {
             Ok(peer) if peer.uid() == own_uid => {}
             _ => {
-                reply(&Reply::Error {
-                    message: "permission denied: only the sandbox's owner may use its agent".into(),
-                });
-                return;
+                return refuse(
+                    &connection,
+                    "permission denied: only the sandbox's owner may use its agent".into(),
+                );
             }
         }
         let frame = match recv_frame(&connection, MAX_REQUEST_BYTES) {

@@ -282,3 +282,48 @@ fn usage_errors_exit_2_and_unknown_sandboxes_list_what_was_tried() {
     let stderr = env.fails(&["stop", "a/b"]);
     assert!(stderr.contains("not a sandbox ID, alias"), "{stderr}");
 }
+
+#[test]
+fn the_agent_refuses_a_connection_from_another_uid() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to act as another user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = TestEnv::new();
+    let id = env.create("headless", None);
+    let run_dir = env.home().join(format!(".km/sandboxes/{id}/run"));
+    // Open the path (not the agent's check) so that only the agent's peer-uid check stands.
+    let mut dir = run_dir.clone();
+    while dir.starts_with(env.home()) {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+        dir.pop();
+    }
+    let socket = run_dir.join("agent.sock");
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let script = r#"my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die "connect: $!"; my $b = '{"v":1,"op":"status"}'; print $s pack("N", length $b) . $b; local $/; print scalar <$s>;"#;
+    let output = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "perl",
+            "-MIO::Socket::UNIX",
+            "-e",
+            script,
+        ])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    let reply = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        reply.contains("permission denied"),
+        "{reply} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        env.ok(&["shell", &id, "--", "echo", "owner-ok"]),
+        "owner-ok\n"
+    );
+    env.destroy(&id);
+}
