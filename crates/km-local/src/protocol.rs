@@ -101,6 +101,16 @@ fn invalid(message: impl Into<String>) -> io::Error {
 }
 
 /// Sends one framed message, with `fds` attached to its first byte.
+///
+/// ```
+/// use std::os::unix::net::UnixStream;
+/// use km_local::protocol::{Envelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Request, recv_frame, send_frame};
+///
+/// let (client, agent) = UnixStream::pair().unwrap();
+/// send_frame(&client, &Envelope { v: PROTOCOL_VERSION, request: Request::Status }, &[]).unwrap();
+/// let frame = recv_frame(&agent, MAX_REQUEST_BYTES).unwrap().unwrap();
+/// assert_eq!(frame.body.unwrap(), br#"{"v":1,"op":"status"}"#);
+/// ```
 pub fn send_frame<T: Serialize>(stream: &UnixStream, message: &T, fds: &[RawFd]) -> io::Result<()> {
     let body = serde_json::to_vec(message).map_err(|e| invalid(e.to_string()))?;
     let length = u32::try_from(body.len())
