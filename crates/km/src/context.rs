@@ -8,7 +8,7 @@ use km_core::paths::KmPaths;
 use km_core::profile::SearchPath;
 use km_core::record::{SandboxRecord, SandboxStore};
 use km_local::platform::LocalPlatform;
-use km_local::sshd::find_tools;
+use km_local::sshd::{SshdTools, find_tools};
 use km_local::store::SqliteStore;
 
 use crate::error::{CommandError, CommandResult};
@@ -58,20 +58,24 @@ impl Context {
         Ok(SqliteStore::open(&file)?)
     }
 
-    /// The local platform, with OpenSSH's server tools found.
-    pub(crate) fn platform(&self) -> CommandResult<LocalPlatform> {
-        let tools = find_tools(self.sshd_override.as_deref(), Some(&self.path_var)).map_err(|e| {
+    /// OpenSSH's server tools, honouring `KM_SSHD`.
+    pub(crate) fn tools(&self) -> CommandResult<SshdTools> {
+        find_tools(self.sshd_override.as_deref(), Some(&self.path_var)).map_err(|e| {
             let error = CommandError::user(e.to_string());
             if self.sshd_override.is_some() {
                 error.hint("KM_SSHD must name an executable sshd by absolute path; unset it to search the usual places")
             } else {
                 error.hint(install_hint())
             }
-        })?;
+        })
+    }
+
+    /// The local platform, with OpenSSH's server tools found.
+    pub(crate) fn platform(&self) -> CommandResult<LocalPlatform> {
         Ok(LocalPlatform::new(
             self.paths.clone(),
             self.km_exe.clone(),
-            tools,
+            self.tools()?,
             self.path_var.clone(),
             current_user(),
         ))

@@ -18,16 +18,14 @@ pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode>
         ))
         .hint("run `km init` for the local platform; AWS support is tracked separately"));
     }
+    // Find the tools before creating anything, so a machine without sshd is left as it was.
+    let tools = context.tools()?;
     let paths = &context.paths;
     ensure_private_dir(&paths.km_dir(), 0o700)?;
     ensure_private_dir(&paths.keys_dir(), KEYS_DIR_MODE)?;
     ensure_private_dir(&paths.sandboxes_dir(), 0o700)?;
     std::fs::create_dir_all(paths.profiles_dir())?;
-    let platform = context.platform()?;
-    let _store = km_local::store::SqliteStore::open(&paths.store_file())?;
-    let tools =
-        km_local::sshd::find_tools(context.sshd_override.as_deref(), Some(&context.path_var))
-            .map_err(|e| CommandError::user(e.to_string()))?;
+    km_local::store::SqliteStore::open(&paths.store_file())?;
     let config = serde_json::json!({
         "platform": "local",
         "sshd": tools.sshd,
@@ -39,7 +37,6 @@ pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode>
         format!("{config:#}\n").as_bytes(),
         0o600,
     )?;
-    drop(platform);
     ui::status(&format!(
         "✓ {} ready (local platform)",
         paths.km_dir().display()

@@ -327,3 +327,22 @@ fn the_agent_refuses_a_connection_from_another_uid() {
     );
     env.destroy(&id);
 }
+
+#[test]
+fn init_without_sshd_says_how_to_fix_it_and_creates_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(crate::support::KM)
+        .arg("init")
+        .env_clear()
+        .env("HOME", home.path())
+        .env("KM_SSHD", "/nonexistent/sshd")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("sshd not found") && stderr.contains("hint: KM_SSHD"),
+        "{stderr}"
+    );
+    assert!(!home.path().join(".km").exists());
+}
