@@ -24,9 +24,9 @@ pub enum IdError {
         "invalid sandbox ID {0:?}: expected <prefix>-<8 lowercase hex digits>, e.g. sb-1a2b3c4d"
     )]
     SandboxId(String),
-    /// The alias does not match `^[a-z0-9][a-z0-9._-]{0,62}$`.
+    /// The alias does not match `^[a-z0-9][a-z0-9._-]{0,62}$`, is all digits, or is an ID.
     #[error(
-        "invalid alias {0:?}: use 1-63 characters from a-z 0-9 . _ -, starting with a letter or digit"
+        "invalid alias {0:?}: use 1-63 characters from a-z 0-9 . _ -, starting with a letter or digit, not all digits and not shaped like a sandbox ID (<prefix>-<8 hex digits>)"
     )]
     Alias(String),
     /// The reference is none of an ID, an alias or a list number.
@@ -121,8 +121,9 @@ impl fmt::Display for SandboxId {
 
 /// A user-chosen name for a sandbox, unique among live sandboxes.
 ///
-/// Stricter than the bare grammar in one way: an alias made only of digits is refused, since
-/// it would shadow a `km list` number.
+/// Stricter than the bare grammar in two ways: an alias made only of digits is refused, since
+/// it would shadow a `km list` number, and so is one that is itself a sandbox ID, since it
+/// would make that sandbox's ID ambiguous.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Alias(String);
@@ -142,7 +143,8 @@ impl FromStr for Alias {
         let first_ok = chars.next().is_some_and(is_lower_alnum);
         let rest_ok = chars.all(|c| is_lower_alnum(c) || matches!(c, '.' | '_' | '-'));
         let all_digits = text.chars().all(|c| c.is_ascii_digit());
-        if first_ok && rest_ok && text.len() <= 63 && !all_digits {
+        let is_an_id = text.parse::<SandboxId>().is_ok();
+        if first_ok && rest_ok && text.len() <= 63 && !all_digits && !is_an_id {
             Ok(Self(text.to_owned()))
         } else {
             Err(IdError::Alias(text.to_owned()))
@@ -172,15 +174,15 @@ impl fmt::Display for Alias {
 
 /// What a user typed to name a sandbox: an ID, an alias or a `km list` number.
 ///
-/// A string that is both a valid ID and a valid alias is kept as [`SandboxRef::IdOrAlias`] so
-/// the store can look it up both ways and report an ambiguity instead of guessing.
+/// The grammars do not overlap: an alias is never all digits and never shaped like an ID, so
+/// every reference names at most one sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SandboxRef {
     /// A `km list` number.
     Number(u32),
-    /// Parses as an ID (and also as an alias, since every ID does).
-    IdOrAlias(SandboxId, Alias),
-    /// Parses only as an alias.
+    /// A sandbox ID.
+    Id(SandboxId),
+    /// An alias.
     Alias(Alias),
 }
 
@@ -197,11 +199,11 @@ impl FromStr for SandboxRef {
                 return Ok(Self::Number(number));
             }
         }
-        let alias: Alias = text.parse().map_err(|_| IdError::Reference(text.into()))?;
-        match text.parse::<SandboxId>() {
-            Ok(id) => Ok(Self::IdOrAlias(id, alias)),
-            Err(_) => Ok(Self::Alias(alias)),
+        if let Ok(id) = text.parse::<SandboxId>() {
+            return Ok(Self::Id(id));
         }
+        let alias: Alias = text.parse().map_err(|_| IdError::Reference(text.into()))?;
+        Ok(Self::Alias(alias))
     }
 }
 
@@ -209,7 +211,7 @@ impl fmt::Display for SandboxRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Number(n) => write!(f, "#{n}"),
-            Self::IdOrAlias(id, _) => write!(f, "{id}"),
+            Self::Id(id) => write!(f, "{id}"),
             Self::Alias(alias) => write!(f, "{alias}"),
         }
     }
@@ -247,14 +249,19 @@ mod tests {
     fn references_distinguish_numbers_ids_and_aliases() {
         assert_eq!("3".parse::<SandboxRef>().unwrap(), SandboxRef::Number(3));
         assert_eq!("#12".parse::<SandboxRef>().unwrap(), SandboxRef::Number(12));
-        assert!(matches!(
-            "sb-0123abcd".parse(),
-            Ok(SandboxRef::IdOrAlias(..))
-        ));
+        assert!(matches!("sb-0123abcd".parse(), Ok(SandboxRef::Id(_))));
         assert!(matches!("my-poc".parse(), Ok(SandboxRef::Alias(_))));
         for bad in ["0", "../x", "a b", "*", "", "x\ny", "A"] {
             assert!(bad.parse::<SandboxRef>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_alias_shaped_like_an_id_is_refused() {
+        assert!("sb-0123abcd".parse::<Alias>().is_err());
+        assert!("lrn2-ee9499b5".parse::<Alias>().is_err());
+        assert!("sb-0123abcd-x".parse::<Alias>().is_ok());
+        assert!("sb-0123abcg".parse::<Alias>().is_ok());
     }
 
     #[test]

@@ -118,16 +118,6 @@ pub enum StoreError {
         /// How it was looked up.
         tried: String,
     },
-    /// The reference matched two different sandboxes.
-    #[error("{reference:?} is ambiguous: it is the ID of {by_id} and the alias of {by_alias}")]
-    Ambiguous {
-        /// What the user typed.
-        reference: String,
-        /// The sandbox with that ID.
-        by_id: SandboxId,
-        /// The sandbox with that alias.
-        by_alias: SandboxId,
-    },
     /// The database failed.
     #[error("state store: {0}")]
     Backend(String),
@@ -177,15 +167,7 @@ pub trait SandboxStore {
             SandboxRef::Alias(alias) => self
                 .get_by_alias(alias)?
                 .ok_or_else(|| not_found("as an alias")),
-            SandboxRef::IdOrAlias(id, alias) => match (self.get(id)?, self.get_by_alias(alias)?) {
-                (Some(a), Some(b)) if a.id != b.id => Err(StoreError::Ambiguous {
-                    reference: reference.to_string(),
-                    by_id: a.id,
-                    by_alias: b.id,
-                }),
-                (Some(record), _) | (None, Some(record)) => Ok(record),
-                (None, None) => Err(not_found("as a sandbox ID and as an alias")),
-            },
+            SandboxRef::Id(id) => self.get(id)?.ok_or_else(|| not_found("as a sandbox ID")),
         }
     }
 }

@@ -103,10 +103,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SandboxRecord> {
         id: id
             .parse()
             .map_err(|e: km_core::id::IdError| bad(1, e.to_string()))?,
-        alias: alias
-            .map(|a| a.parse::<Alias>())
-            .transpose()
-            .map_err(|e| bad(2, e.to_string()))?,
+        // An alias an older build accepted but the grammar now refuses is ignored, not fatal.
+        alias: alias.and_then(|a| a.parse::<Alias>().ok()),
         profile: row.get(3)?,
         profile_path: row.get(4)?,
         platform: row.get(5)?,
@@ -266,17 +264,26 @@ mod tests {
     }
 
     #[test]
-    fn an_alias_equal_to_another_sandboxes_id_is_ambiguous() {
+    fn an_id_resolves_to_its_own_sandbox_even_when_an_old_row_has_it_as_alias() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("db")).unwrap();
         store.insert(&new("sb-00000001", None)).unwrap();
+        store.insert(&new("sb-00000002", None)).unwrap();
+        // Builds before the alias grammar refused ID-shaped aliases could store one.
         store
-            .insert(&new("sb-00000002", Some("sb-00000001")))
+            .connection
+            .execute(
+                "UPDATE sandboxes SET alias = 'sb-00000001' WHERE id = 'sb-00000002'",
+                [],
+            )
             .unwrap();
         let reference: SandboxRef = "sb-00000001".parse().unwrap();
-        assert!(matches!(
-            store.resolve(&reference),
-            Err(StoreError::Ambiguous { .. })
-        ));
+        assert_eq!(
+            store.resolve(&reference).unwrap().id.as_str(),
+            "sb-00000001"
+        );
+        let listed = store.list().unwrap();
+        assert_eq!(listed.len(), 2, "the old row stays readable");
+        assert_eq!(listed[1].alias, None, "its unusable alias is not shown");
     }
 }

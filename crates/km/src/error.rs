@@ -45,7 +45,7 @@ impl CommandError {
 impl From<StoreError> for CommandError {
     fn from(error: StoreError) -> Self {
         let hint = match &error {
-            StoreError::NotFound { .. } | StoreError::Ambiguous { .. } => Some(
+            StoreError::NotFound { .. } => Some(
                 "run `km list` to see sandboxes with their IDs, aliases and numbers".to_owned(),
             ),
             StoreError::AliasTaken(alias) => Some(format!(

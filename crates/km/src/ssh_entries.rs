@@ -1,7 +1,7 @@
 //! Writes km's entries into the operator's `~/.ssh/config` and km's pinned known_hosts, each
 //! under the shared advisory lock and replaced atomically.
 
-use km_core::atomic_file::{edit_locked, ensure_private_dir};
+use km_core::atomic_file::{RefusedReplace, edit_locked};
 use km_core::id::SandboxId;
 use km_core::known_hosts;
 use km_core::ssh_config::{self, BlockError, HostEntry};
@@ -37,11 +37,6 @@ fn edit_ssh_config(
     edit: impl FnOnce(&str) -> Result<String, BlockError>,
 ) -> CommandResult<()> {
     let path = context.paths.ssh_config();
-    if let Some(dir) = path.parent()
-        && !dir.exists()
-    {
-        ensure_private_dir(dir, 0o700)?;
-    }
     let result = edit_locked(&context.paths.ssh_config_lock(), &path, 0o600, |current| {
         let text = match current {
             Some(bytes) => std::str::from_utf8(bytes).map_err(|_| {
@@ -56,10 +51,28 @@ fn edit_ssh_config(
     match result {
         Ok(_) => Ok(()),
         Err(EditError::Block(e)) => Err(e.into()),
-        Err(EditError::Io(e)) => Err(CommandError::user(format!("cannot update {}", path.display()))
-            .cause(e)
-            .hint("km edits only the lines between its `# BEGIN/END km vscode hosts` markers; check `ls -l ~/.ssh/config`")),
+        Err(EditError::Io(e)) => Err(io_error(&path, e)),
     }
+}
+
+/// An I/O failure on `path`, with the specific fix when km refused to replace the file.
+fn io_error(path: &std::path::Path, error: std::io::Error) -> CommandError {
+    if let Some(refused) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<RefusedReplace>())
+    {
+        return CommandError::user(format!("refusing to rewrite {}", refused.path))
+            .cause(&refused.reason)
+            .cause("the file was left exactly as it was")
+            .hint(&refused.hint);
+    }
+    CommandError::user(format!("cannot update {}", path.display()))
+        .cause(error)
+        .hint(format!(
+            "check the file and its directory: ls -ld {} {}",
+            path.display(),
+            path.parent().unwrap_or(path).display()
+        ))
 }
 
 /// The `Host km-<id>` entry VS Code and ssh use through `km vscode start`.
@@ -97,13 +110,12 @@ pub(crate) fn remove_host(context: &Context, id: &SandboxId) -> CommandResult<()
     edit_ssh_config(context, |text| ssh_config::remove(text, &id.host_alias()))
 }
 
-fn edit_known_hosts(context: &Context, edit: impl FnOnce(&str) -> String) -> CommandResult<()> {
+fn edit_known_hosts(context: &Context, edit: impl FnOnce(&[u8]) -> Vec<u8>) -> CommandResult<()> {
     let path = context.paths.known_hosts();
     edit_locked::<std::io::Error>(&context.paths.ssh_config_lock(), &path, 0o600, |current| {
-        let text = current.map(String::from_utf8_lossy).unwrap_or_default();
-        Ok(Some(edit(&text).into_bytes()))
+        Ok(Some(edit(current.unwrap_or_default())))
     })
-    .map_err(|e| CommandError::user(format!("cannot update {}", path.display())).cause(e))?;
+    .map_err(|e| io_error(&path, e))?;
     Ok(())
 }
 
@@ -121,6 +133,6 @@ pub(crate) fn unpin_host_key(context: &Context, id: &SandboxId) -> CommandResult
 
 /// The pinned host key, if any.
 pub(crate) fn pinned_host_key(context: &Context, id: &SandboxId) -> Option<String> {
-    let text = std::fs::read_to_string(context.paths.known_hosts()).ok()?;
+    let text = std::fs::read(context.paths.known_hosts()).ok()?;
     known_hosts::pinned(&text, &id.host_alias())
 }

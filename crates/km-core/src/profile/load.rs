@@ -1,6 +1,8 @@
 //! Reading profile files, resolving `extends`, and reporting every error with its place.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{API_VERSION, KIND, Merge, Profile, ProfileDoc, Substrate};
@@ -8,6 +10,12 @@ use crate::id::{DEFAULT_PREFIX, validate_prefix};
 
 /// The deepest `extends` chain km follows.
 pub(super) const MAX_DEPTH: usize = 10;
+/// The largest profile file km reads; real profiles are a few kilobytes.
+pub const MAX_PROFILE_BYTES: u64 = 1024 * 1024;
+
+/// Each parent file resolved so far, by canonical path: a parent named by many children is
+/// read and resolved once, so a diamond-shaped `extends` graph costs linear time.
+type Resolved = HashMap<PathBuf, Option<ProfileDoc>>;
 
 /// Directories searched, after the profile's own directory, for a parent named in `extends`.
 #[derive(Debug, Clone, Default)]
@@ -70,9 +78,18 @@ impl ProfileError {
 pub fn load_profile(path: &Path, search: &SearchPath) -> Result<Profile, Vec<ProfileError>> {
     let mut errors = Vec::new();
     let mut chain = Vec::new();
+    let mut resolved = Resolved::new();
     let leaf = parse_file(path);
     let merged = match leaf {
-        Ok(doc) => resolve(path, doc.clone(), search, &mut chain, &mut errors).map(|m| (doc, m)),
+        Ok(doc) => resolve(
+            path,
+            doc.clone(),
+            search,
+            &mut chain,
+            &mut resolved,
+            &mut errors,
+        )
+        .map(|m| (doc, m)),
         Err(e) => {
             errors.push(e);
             None
@@ -90,9 +107,40 @@ pub fn load_profile(path: &Path, search: &SearchPath) -> Result<Profile, Vec<Pro
 }
 
 fn parse_file(path: &Path) -> Result<ProfileDoc, ProfileError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ProfileError::new(path, format!("cannot read the profile: {e}")))?;
+    let text = read_profile_text(path).map_err(|message| ProfileError::new(path, message))?;
     parse_text(path, &text)
+}
+
+/// Reads a profile: a regular file (never a FIFO or device, which could block or never end)
+/// of at most [`MAX_PROFILE_BYTES`], in UTF-8.
+fn read_profile_text(path: &Path) -> Result<String, String> {
+    let cannot = |e: std::io::Error| format!("cannot read the profile: {e}");
+    let not_regular =
+        "not a regular file (a profile must be a YAML file, not a directory, pipe or device)";
+    // Checked before opening: opening a FIFO for reading blocks until a writer appears.
+    if !std::fs::metadata(path).map_err(cannot)?.is_file() {
+        return Err(not_regular.into());
+    }
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(not_regular.into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PROFILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_PROFILE_BYTES {
+        return Err(format!(
+            "larger than {} KiB; a profile is a short YAML file",
+            MAX_PROFILE_BYTES / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 fn parse_text(path: &Path, text: &str) -> Result<ProfileDoc, ProfileError> {
@@ -134,6 +182,7 @@ fn resolve(
     doc: ProfileDoc,
     search: &SearchPath,
     chain: &mut Vec<PathBuf>,
+    resolved: &mut Resolved,
     errors: &mut Vec<ProfileError>,
 ) -> Option<ProfileDoc> {
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
@@ -185,12 +234,25 @@ fn resolve(
             ok = false;
             continue;
         };
-        let parent = match parse_file(&parent_path) {
-            Ok(parent) => resolve(&parent_path, parent, search, chain, errors),
-            Err(e) => {
-                errors.push(e);
-                None
+        let key = parent_path
+            .canonicalize()
+            .unwrap_or_else(|_| parent_path.clone());
+        let parent = if let Some(done) = resolved.get(&key) {
+            // Its errors, if any, were reported the first time.
+            done.clone()
+        } else {
+            let parent = match parse_file(&parent_path) {
+                Ok(parent) => resolve(&parent_path, parent, search, chain, resolved, errors),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            };
+            // A parent cut short by a cycle in this chain is not cached as done.
+            if !chain.contains(&key) {
+                resolved.insert(key, parent.clone());
             }
+            parent
         };
         match parent {
             Some(parent) => inherited = Some(parent.merge(inherited.unwrap_or_default())),
@@ -244,6 +306,14 @@ fn find_parent(child: &Path, name: &str, search: &SearchPath) -> Option<PathBuf>
         .find(|candidate| candidate.is_file())
 }
 
+/// `metadata.name` is shown in `km list` and stored in records, so it is a plain word.
+fn is_valid_profile_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 fn finish(
     path: &Path,
     leaf: &ProfileDoc,
@@ -269,8 +339,21 @@ fn finish(
         None => doc.kind = Some(KIND.into()),
     }
     let name = leaf.metadata.as_ref().and_then(|m| m.name.clone());
-    if name.is_none() {
-        errors.push(ProfileError::new(path, "metadata.name is required").key("metadata.name"));
+    match &name {
+        None => {
+            errors.push(ProfileError::new(path, "metadata.name is required").key("metadata.name"));
+        }
+        Some(name) if !is_valid_profile_name(name) => errors.push(
+            ProfileError::new(
+                path,
+                format!(
+                    "invalid name {:?}: use 1-63 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit",
+                    name.escape_debug().to_string()
+                ),
+            )
+            .key("metadata.name"),
+        ),
+        Some(_) => {}
     }
     let metadata = doc.metadata.get_or_insert_with(Default::default);
     metadata.name = name.clone();
@@ -414,5 +497,80 @@ mod tests {
         let errors =
             load_profile(&dir.path().join("p12.yaml"), &SearchPath::default()).unwrap_err();
         assert!(errors[0].message.contains("deeper than 10"), "{errors:?}");
+    }
+
+    #[test]
+    fn each_parent_is_resolved_once_however_many_children_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // p0 is broken; every other level names the level below six times.
+        write(dir.path(), "p0.yaml", "metadata:\n  name: p0\n  bogus: 1\n");
+        let depth = 5;
+        for level in 1..=depth {
+            let below = format!("p{}", level - 1);
+            let parents = vec![below.as_str(); 6].join(", ");
+            write(
+                dir.path(),
+                &format!("p{level}.yaml"),
+                &format!("metadata:\n  name: p{level}\nextends: [{parents}]\n"),
+            );
+        }
+        let top = dir.path().join(format!("p{depth}.yaml"));
+        let errors = load_profile(&top, &SearchPath::default()).unwrap_err();
+        let about_p0 = errors
+            .iter()
+            .filter(|e| e.file.ends_with("p0.yaml"))
+            .count();
+        assert_eq!(
+            about_p0, 1,
+            "p0 was read once, not 6^{depth} times: {errors:?}"
+        );
+    }
+
+    #[test]
+    fn fifos_devices_and_huge_files_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.yaml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let huge = dir.path().join("huge.yaml");
+        let mut text = String::from("metadata:\n  name: huge\n# ");
+        text.push_str(&"x".repeat(MAX_PROFILE_BYTES as usize));
+        std::fs::write(&huge, text).unwrap();
+        for (path, expected) in [
+            (fifo.as_path(), "not a regular file"),
+            (Path::new("/dev/zero"), "not a regular file"),
+            (dir.path(), "not a regular file"),
+            (huge.as_path(), "larger than 1024 KiB"),
+        ] {
+            let errors = load_profile(path, &SearchPath::default()).unwrap_err();
+            assert!(
+                errors[0].message.contains(expected),
+                "{}: {}",
+                path.display(),
+                errors[0]
+            );
+        }
+    }
+
+    #[test]
+    fn names_with_control_characters_or_spaces_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, name) in [
+            ("esc", "\"evil\\e[31m\""),
+            ("row", "\"x\\nsb-00000001 forged\""),
+            ("space", "\"a b\""),
+            ("dot", "\".hidden\""),
+        ] {
+            let path = write(dir.path(), file, &format!("metadata:\n  name: {name}\n"));
+            let errors = load_profile(&path, &SearchPath::default()).unwrap_err();
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.key_path.as_deref() == Some("metadata.name")
+                        && !e.message.chars().any(char::is_control)),
+                "{name}: {errors:?}"
+            );
+        }
+        let fine = write(dir.path(), "fine", "metadata:\n  name: My_Profile-2.1\n");
+        assert!(load_profile(&fine, &SearchPath::default()).is_ok());
     }
 }
