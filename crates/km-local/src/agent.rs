@@ -50,6 +50,7 @@ struct Agent {
     booted: bool,
     boot_error: Option<String>,
     sshd_ok: bool,
+    sshd_error: Option<String>,
     /// Children whose exit status a thread is waiting for; the reaper leaves them alone.
     managed: Mutex<HashSet<i32>>,
     stopping: AtomicBool,
@@ -75,11 +76,15 @@ pub fn run_agent(sandbox_dir: &Path) -> io::Result<()> {
         booted: false,
         boot_error: None,
         sshd_ok: false,
+        sshd_error: None,
         managed: Mutex::new(HashSet::new()),
         stopping: AtomicBool::new(false),
     };
     agent.first_boot();
-    agent.sshd_ok = agent.prepare_sshd();
+    match agent.prepare_sshd() {
+        Ok(()) => agent.sshd_ok = true,
+        Err(why) => agent.sshd_error = Some(why),
+    }
     let agent = Arc::new(agent);
 
     let socket = agent.layout.agent_socket();
@@ -143,35 +148,38 @@ impl Agent {
         }
     }
 
-    fn prepare_sshd(&self) -> bool {
+    fn prepare_sshd(&self) -> Result<(), String> {
         if geteuid().is_root() {
             // A root sshd insists on its privilege-separation directory.
             let _ = fs::create_dir_all("/run/sshd");
             let _ = fs::set_permissions("/run/sshd", fs::Permissions::from_mode(0o755));
         }
         let wrapper = session_wrapper(self.layout.root());
-        if fs::write(&wrapper, SESSION_WRAPPER).is_err()
-            || fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o700)).is_err()
-        {
-            return false;
-        }
+        fs::write(&wrapper, SESSION_WRAPPER)
+            .and_then(|()| fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o700)))
+            .map_err(|e| format!("cannot write {}: {e}", wrapper.display()))?;
         let config = render_sshd_config(self.layout.root(), &self.config.tools);
-        if fs::write(self.layout.sshd_config(), config).is_err() {
-            return false;
+        fs::write(self.layout.sshd_config(), config)
+            .map_err(|e| format!("cannot write {}: {e}", self.layout.sshd_config().display()))?;
+        if !self.booted {
+            return Err("first boot did not complete".into());
         }
-        self.booted && self.sshd_check()
+        self.sshd_check()
     }
 
-    fn sshd_check(&self) -> bool {
-        Command::new(&self.config.tools.sshd)
+    fn sshd_check(&self) -> Result<(), String> {
+        let output = Command::new(&self.config.tools.sshd)
             .arg("-t")
             .arg("-f")
             .arg(self.layout.sshd_config())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.config.tools.sshd.display()))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let said = String::from_utf8_lossy(&output.stderr);
+        Err(said.trim().lines().take(3).collect::<Vec<_>>().join(" | "))
     }
 
     fn serve(&self, connection: UnixStream) {
@@ -219,6 +227,7 @@ impl Agent {
                 booted: self.booted,
                 boot_error: self.boot_error.clone(),
                 sshd_ok: self.sshd_ok,
+                sshd_error: self.sshd_error.clone(),
             }),
             Request::Exec { script, timeout_ms } => reply(&self.exec(&script, timeout_ms)),
             Request::Stream { port } => self.stream(&connection, port, frame.fds),

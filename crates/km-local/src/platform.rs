@@ -108,11 +108,11 @@ impl LocalPlatform {
                         boot_error: Some(error),
                         ..
                     } => Err(PlatformError::Boot(error)),
-                    Reply::Status { .. } => Err(PlatformError::Boot(format!(
-                        "sshd rejected the sandbox's configuration (`{} -t -f {}` failed); see {}",
+                    // The sandbox directory may be rolled back, so say why here, not where.
+                    Reply::Status { sshd_error, .. } => Err(PlatformError::Boot(format!(
+                        "sshd rejected the sandbox's configuration (`{} -t`): {}",
                         self.tools.sshd.display(),
-                        layout.sshd_config().display(),
-                        layout.sshd_log().display()
+                        sshd_error.as_deref().unwrap_or("no reason given")
                     ))),
                     other => Err(PlatformError::Boot(format!(
                         "unexpected agent reply {other:?}"
@@ -139,11 +139,16 @@ impl LocalPlatform {
         }
     }
 
+    /// The agent's PID, if the recorded one still belongs to this sandbox's agent.
+    fn live_agent(&self, layout: &SandboxLayout) -> Option<i32> {
+        read_pid(&layout.agent_pid()).filter(|&pid| {
+            process_tree::is_alive(pid) && process_tree::is_agent_of(pid, layout.root())
+        })
+    }
+
     fn kill_everything(&self, id: &SandboxId) {
         let layout = self.layout(id);
-        if let Some(pid) = read_pid(&layout.agent_pid())
-            && process_tree::is_alive(pid)
-        {
+        if let Some(pid) = self.live_agent(&layout) {
             let mut doomed = process_tree::descendants(pid);
             doomed.push(pid);
             process_tree::kill_all(&doomed);
@@ -200,6 +205,12 @@ impl Platform for LocalPlatform {
                 "the sandbox's socket path would be {socket_len} bytes, over the {MAX_SOCKET_PATH}-byte limit for Unix sockets; use a shorter $HOME"
             )));
         }
+        if !crate::sshd::fits_openssh_config(layout.root()) {
+            return Err(PlatformError::Boot(format!(
+                "the sandbox directory {:?} contains a double quote, a control character or non-UTF-8 bytes, which an sshd config cannot hold; use a plainer $HOME",
+                layout.root()
+            )));
+        }
         let io = |e: std::io::Error| {
             PlatformError::Boot(format!("cannot lay out {}: {e}", layout.root().display()))
         };
@@ -232,7 +243,8 @@ impl Platform for LocalPlatform {
 
     fn stop(&self, record: &SandboxRecord) -> Result<(), PlatformError> {
         let layout = self.layout(&record.id);
-        let pid = read_pid(&layout.agent_pid());
+        let pid = self.live_agent(&layout);
+        // A stopped or crashed agent does not answer; what is left is killed below.
         let _ = self.client(&record.id).shutdown();
         if let Some(pid) = pid {
             let deadline = Instant::now() + Duration::from_secs(3);

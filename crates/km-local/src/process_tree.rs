@@ -81,6 +81,21 @@ pub fn referencing(sandbox_dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// Whether `pid` is the agent of the sandbox in `sandbox_dir`: its arguments are km's hidden
+/// `__agent` command with `--dir <sandbox_dir>`. A recorded PID is checked with this before
+/// any signal, since after the agent died the number may belong to an unrelated process.
+pub fn is_agent_of(pid: i32, sandbox_dir: &Path) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let dir = sandbox_dir.as_os_str().as_encoded_bytes();
+    args.contains(&&b"__agent"[..])
+        && args
+            .windows(2)
+            .any(|pair| pair[0] == b"--dir" && pair[1] == dir)
+}
+
 /// Sends SIGKILL to each pid, ignoring ones already gone.
 pub fn kill_all(pids: &[i32]) {
     for &pid in pids {

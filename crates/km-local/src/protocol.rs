@@ -18,7 +18,11 @@ pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 /// The largest reply a client accepts (exec output is capped below this).
 pub const MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
 /// At most this many descriptors ride on one request.
-pub const MAX_FDS: usize = 2;
+pub const MAX_FDS: usize = 3;
+/// The most descriptors the kernel passes in one message (Linux's SCM_MAX_FD). Room is made
+/// for all of them so that an over-full message is received, owned and closed, never left
+/// half-installed in the receiver.
+const MAX_FDS_ON_THE_WIRE: usize = 253;
 
 /// A request to the agent.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -84,6 +88,9 @@ pub enum Reply {
         boot_error: Option<String>,
         /// Whether `sshd -t` accepts the sandbox's sshd config.
         sshd_ok: bool,
+        /// What `sshd -t` said when it refused.
+        #[serde(default)]
+        sshd_error: Option<String>,
     },
     /// sshd now owns the passed connection.
     StreamStarted,
@@ -144,8 +151,8 @@ pub struct Frame {
 /// Reads one frame of at most `limit` bytes; `Ok(None)` at a clean end of stream.
 pub fn recv_frame(stream: &UnixStream, limit: usize) -> io::Result<Option<Frame>> {
     let mut length = [0u8; 4];
-    let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_FDS]);
-    let (read, raw_fds) = {
+    let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_FDS_ON_THE_WIRE]);
+    let (read, raw_fds, truncated) = {
         let mut iov = [IoSliceMut::new(&mut length)];
         let message = recvmsg::<()>(
             stream.as_raw_fd(),
@@ -155,14 +162,23 @@ pub fn recv_frame(stream: &UnixStream, limit: usize) -> io::Result<Option<Frame>
         )
         .map_err(io::Error::from)?;
         let mut raw_fds = Vec::new();
-        for cmsg in message.cmsgs().map_err(io::Error::from)? {
-            if let ControlMessageOwned::ScmRights(received) = cmsg {
-                raw_fds.extend(received);
+        let truncated = message.flags.contains(MsgFlags::MSG_CTRUNC);
+        if let Ok(cmsgs) = message.cmsgs() {
+            for cmsg in cmsgs {
+                if let ControlMessageOwned::ScmRights(received) = cmsg {
+                    raw_fds.extend(received);
+                }
             }
         }
-        (message.bytes, raw_fds)
+        (message.bytes, raw_fds, truncated)
     };
+    // Owned (and so closed on every path below) before anything can fail.
     let fds = adopt(raw_fds);
+    if truncated || fds.len() > MAX_FDS {
+        return Err(invalid(format!(
+            "a request carries at most {MAX_FDS} descriptors"
+        )));
+    }
     if read == 0 {
         return Ok(None);
     }
@@ -220,6 +236,33 @@ mod tests {
         assert_eq!(frame.fds.len(), 1);
         let decoded: Envelope = serde_json::from_slice(&frame.body.unwrap()).unwrap();
         assert_eq!(decoded.request, Request::Stream { port: 22 });
+    }
+
+    fn open_descriptors() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    #[test]
+    fn too_many_descriptors_are_refused_and_closed() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let spare: Vec<UnixStream> = (0..4)
+            .map(|_| UnixStream::pair().unwrap().0)
+            .collect();
+        let raw: Vec<RawFd> = spare.iter().map(AsRawFd::as_raw_fd).collect();
+        let before = open_descriptors();
+        for _ in 0..20 {
+            send_frame(&a, &"x", &raw).unwrap();
+            assert!(recv_frame(&b, MAX_REQUEST_BYTES).is_err());
+            // The refused frame's body is still queued; drain it for the next round.
+            let mut body = [0u8; 3];
+            (&b).read_exact(&mut body).unwrap();
+        }
+        // 80 descriptors would leak without the fix; other tests' files come and go meanwhile.
+        assert!(
+            open_descriptors() < before + 20,
+            "descriptors leaked: {before} before, {} after",
+            open_descriptors()
+        );
     }
 
     #[test]

@@ -97,6 +97,13 @@ fi
 exec "${SHELL:-/bin/sh}" -l
 "#;
 
+/// Whether `path` can be written into an OpenSSH config: inside double quotes anything goes
+/// except another double quote or a control character.
+pub fn fits_openssh_config(path: &Path) -> bool {
+    path.to_str()
+        .is_some_and(|text| !text.chars().any(|c| c == '"' || c.is_control()))
+}
+
 fn quoted(path: &Path) -> String {
     format!("\"{}\"", path.display())
 }
@@ -129,7 +136,7 @@ pub fn render_sshd_config(sandbox_dir: &Path, tools: &SshdTools) -> String {
         "PrintMotd no".into(),
         "KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org".into(),
         format!("Subsystem sftp {}", quoted(&tools.sftp_server)),
-        format!("SetEnv HOME={}", home.display()),
+        format!("SetEnv \"HOME={}\"", home.display()),
         // sshd starts sessions in the passwd home; the wrapper moves them into the sandbox's.
         format!(
             "ForceCommand {}",

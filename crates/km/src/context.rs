@@ -24,16 +24,31 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    pub(crate) fn from_process() -> Self {
-        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
-        Self {
+    pub(crate) fn from_process() -> CommandResult<Self> {
+        let home = match std::env::var_os("HOME").map(PathBuf::from) {
+            Some(home) if home.is_absolute() => home,
+            Some(home) => {
+                return Err(CommandError::user(format!(
+                    "HOME is {:?}, not an absolute path; km keeps its state in $HOME/.km and reads $HOME/.ssh/config",
+                    home
+                ))
+                .hint("set it to your home directory, e.g. export HOME=/home/$(id -un)"));
+            }
+            None => {
+                return Err(CommandError::user(
+                    "HOME is not set; km keeps its state in $HOME/.km and reads $HOME/.ssh/config",
+                )
+                .hint("set it to your home directory, e.g. export HOME=/home/$(id -un)"));
+            }
+        };
+        Ok(Self {
             paths: KmPaths::new(home),
             path_var: std::env::var("PATH")
                 .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
             sshd_override: std::env::var_os("KM_SSHD").map(PathBuf::from),
             profile_path: std::env::var_os("KM_PROFILE_PATH"),
             km_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("km")),
-        }
+        })
     }
 
     /// Where `extends` looks after the profile's own directory.

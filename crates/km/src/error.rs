@@ -42,6 +42,15 @@ impl CommandError {
     }
 }
 
+/// The error for a flag the command line knows but this build cannot carry out yet: it must
+/// fail loudly, never succeed having done nothing.
+pub(crate) fn not_yet(flag: &str, what: &str) -> CommandError {
+    CommandError::user(format!(
+        "{flag} is not available yet: {what} is not part of this km build, and nothing was changed"
+    ))
+    .hint("leave the flag out: the local platform runs every sandbox with this km binary's own agent, always at its version")
+}
+
 impl From<StoreError> for CommandError {
     fn from(error: StoreError) -> Self {
         let hint = match &error {
@@ -72,8 +81,7 @@ impl From<PlatformError> for CommandError {
     }
 }
 
-impl From<std::io::Error> for CommandError {
-    fn from(error: std::io::Error) -> Self {
-        Self::user(error.to_string())
-    }
+/// An I/O failure on `path`: the error names the file, whatever the OS said.
+pub(crate) fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CommandError + '_ {
+    move |error| CommandError::user(format!("cannot access {}", path.display())).cause(error)
 }

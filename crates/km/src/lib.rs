@@ -25,8 +25,13 @@ pub fn run() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let context = context::Context::from_process();
-    match commands::dispatch(cli.command, &context) {
+    let result = match cli.command {
+        // The agent is given its sandbox directory and needs nothing else from the environment.
+        cli::Command::Agent(args) => commands::run_agent(&args),
+        command => context::Context::from_process()
+            .and_then(|context| commands::dispatch(command, &context)),
+    };
+    match result {
         Ok(code) => code,
         Err(error) => {
             ui::print_error(&error);

@@ -5,23 +5,41 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use km_core::id::SandboxId;
+use km_core::ssh_config::quote_value;
 use km_core::userdata::shell_quote;
 
 use crate::context::Context;
 
-/// An `ssh` command that reaches `id` through `km proxy`, authenticating with `key`.
-pub(crate) fn ssh_command(context: &Context, id: &SandboxId, key: &Path, user: &str) -> Command {
+/// A path as an ssh `-o` value: `%` escaped (ssh expands `%` tokens in these options) and
+/// quoted when it holds spaces, exactly as in the Host entry km writes.
+fn path_value(path: &Path) -> Result<String, String> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
+    quote_value(&text.replace('%', "%%")).map_err(|e| e.to_string())
+}
+
+/// An `ssh` command that reaches `id` through `km proxy <id>`, authenticating with `key`.
+///
+/// The proxy is always given the sandbox ID, never an alias or number to resolve again.
+pub(crate) fn ssh_command(
+    context: &Context,
+    id: &SandboxId,
+    key: &Path,
+    user: &str,
+) -> Result<Command, String> {
+    // ProxyCommand is %-expanded, then run by the shell.
     let proxy = format!(
         "{} proxy {}",
-        shell_quote(&context.km_exe.display().to_string()),
+        shell_quote(&context.km_exe.display().to_string()).replace('%', "%%"),
         id
     );
     let mut command = Command::new("ssh");
     command
         .arg("-F")
         .arg("none")
-        .arg("-i")
-        .arg(key)
+        .arg("-o")
+        .arg(format!("IdentityFile={}", path_value(key)?))
         .args([
             "-o",
             "IdentitiesOnly=yes",
@@ -31,7 +49,7 @@ pub(crate) fn ssh_command(context: &Context, id: &SandboxId, key: &Path, user: &
         .arg("-o")
         .arg(format!(
             "UserKnownHostsFile={}",
-            context.paths.known_hosts().display()
+            path_value(&context.paths.known_hosts())?
         ))
         .arg("-o")
         .arg(format!("HostKeyAlias={}", id.host_alias()))
@@ -39,7 +57,7 @@ pub(crate) fn ssh_command(context: &Context, id: &SandboxId, key: &Path, user: &
         .arg(format!("ProxyCommand={proxy}"))
         .arg("-l")
         .arg(user);
-    command
+    Ok(command)
 }
 
 /// Logs in with `key` and runs `true`; returns ssh's complaint on failure.
@@ -49,7 +67,7 @@ pub(crate) fn verify_login(
     key: &Path,
     user: &str,
 ) -> Result<(), String> {
-    let output = ssh_command(context, id, key, user)
+    let output = ssh_command(context, id, key, user)?
         .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-T"])
         .arg(id.host_alias())
         .arg("true")

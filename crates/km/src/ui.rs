@@ -1,6 +1,6 @@
 //! Terminal output: data on stdout, progress, ✓ lines, warnings and errors on stderr.
 
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(clippy::print_stderr)]
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -10,30 +10,48 @@ use std::time::Duration;
 
 use crate::error::CommandError;
 
-/// Prints data for scripts.
+/// Prints data for scripts. A reader that went away (`km list | head -1`) is not an error:
+/// km stops writing and exits as it would have, like other Unix tools.
 pub(crate) fn data(line: &str) {
-    println!("{line}");
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 /// Prints a progress or success line.
 pub(crate) fn status(line: &str) {
-    eprintln!("{line}");
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Prints a warning.
 pub(crate) fn warn(line: &str) {
-    eprintln!("warning: {line}");
+    let _ = writeln!(std::io::stderr().lock(), "warning: {}", printable(line));
+}
+
+/// `text` with every control character shown as an escape (`\u{1b}`), so text that came from a
+/// file or a record can never move the cursor, recolour the terminal or forge a line.
+pub(crate) fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Renders a failed command.
 pub(crate) fn print_error(error: &CommandError) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "error: {}", error.message);
+    let _ = writeln!(err, "error: {}", printable(&error.message));
     for cause in &error.causes {
-        let _ = writeln!(err, "  caused by: {cause}");
+        let _ = writeln!(err, "  caused by: {}", printable(cause));
     }
     for hint in &error.hints {
-        let _ = writeln!(err, "hint: {hint}");
+        let _ = writeln!(err, "hint: {}", printable(hint));
     }
 }
 
@@ -42,7 +60,7 @@ pub(crate) fn confirm(question: &str) -> Option<bool> {
     if !std::io::stdin().is_terminal() {
         return None;
     }
-    eprint!("{question} [y/N] ");
+    eprint!("{} [y/N] ", printable(question).replace("\\n", "\n"));
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer).ok()?;
@@ -102,5 +120,16 @@ impl Drop for Spinner {
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_is_kept() {
+        assert_eq!(printable("plain sb-1 ✓"), "plain sb-1 ✓");
+        assert_eq!(printable("a\u{1b}[31mb\nc\rd"), "a\\u{1b}[31mb\\nc\\rd");
     }
 }

@@ -11,7 +11,7 @@ use crate::id::{DEFAULT_PREFIX, validate_prefix};
 /// The deepest `extends` chain km follows.
 pub(super) const MAX_DEPTH: usize = 10;
 /// The largest profile file km reads; real profiles are a few kilobytes.
-pub const MAX_PROFILE_BYTES: u64 = 1024 * 1024;
+pub(super) const MAX_PROFILE_BYTES: u64 = 1024 * 1024;
 
 /// Each parent file resolved so far, by canonical path: a parent named by many children is
 /// read and resolved once, so a diamond-shaped `extends` graph costs linear time.

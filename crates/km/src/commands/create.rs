@@ -15,7 +15,7 @@ use km_core::userdata::UserData;
 use crate::cli::CreateArgs;
 use crate::commands::destroy::forget_operator_state;
 use crate::context::Context;
-use crate::error::{CommandError, CommandResult};
+use crate::error::{CommandError, CommandResult, not_yet};
 use crate::ssh_entries;
 use crate::ui;
 
@@ -37,7 +37,14 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
             args.profile.display()
         ))
     })?;
-    if profile.substrate == Substrate::Ec2 || args.remote {
+    if args.remote {
+        return Err(not_yet(
+            "km create --remote",
+            "creating through the platform's management component",
+        )
+        .hint(format!("km create {}", args.profile.display())));
+    }
+    if profile.substrate == Substrate::Ec2 {
         return Err(CommandError::user(format!(
             "profile {} needs the AWS platform, which is not part of this km build",
             profile.name

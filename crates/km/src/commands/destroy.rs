@@ -8,11 +8,18 @@ use km_core::record::SandboxStore;
 
 use crate::cli::DestroyArgs;
 use crate::context::Context;
-use crate::error::{CommandError, CommandResult};
+use crate::error::{CommandError, CommandResult, not_yet};
 use crate::ssh_entries;
 use crate::ui;
 
 pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCode> {
+    if args.remote {
+        return Err(not_yet(
+            "km destroy --remote",
+            "destroying through the platform's management component",
+        )
+        .hint(format!("km destroy {} --yes", args.sandbox)));
+    }
     let store = context.store()?;
     let record = context.resolve(&store, &args.sandbox)?;
     let id = &record.id;

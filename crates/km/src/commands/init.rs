@@ -7,7 +7,7 @@ use km_core::keys::KEYS_DIR_MODE;
 
 use crate::cli::InitArgs;
 use crate::context::Context;
-use crate::error::{CommandError, CommandResult};
+use crate::error::{CommandError, CommandResult, io_at, not_yet};
 use crate::ui;
 
 pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode> {
@@ -18,13 +18,20 @@ pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode>
         ))
         .hint("run `km init` for the local platform; AWS support is tracked separately"));
     }
+    if args.sidecars {
+        return Err(not_yet("km init --sidecars", "installing the platform's management component"));
+    }
     // Find the tools before creating anything, so a machine without sshd is left as it was.
     let tools = context.tools()?;
     let paths = &context.paths;
-    ensure_private_dir(&paths.km_dir(), 0o700)?;
-    ensure_private_dir(&paths.keys_dir(), KEYS_DIR_MODE)?;
-    ensure_private_dir(&paths.sandboxes_dir(), 0o700)?;
-    std::fs::create_dir_all(paths.profiles_dir())?;
+    for (dir, mode) in [
+        (paths.km_dir(), 0o700),
+        (paths.keys_dir(), KEYS_DIR_MODE),
+        (paths.sandboxes_dir(), 0o700),
+        (paths.profiles_dir(), 0o700),
+    ] {
+        ensure_private_dir(&dir, mode).map_err(io_at(&dir))?;
+    }
     km_local::store::SqliteStore::open(&paths.store_file())?;
     let config = serde_json::json!({
         "platform": "local",
@@ -36,18 +43,14 @@ pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode>
         &paths.config_file(),
         format!("{config:#}\n").as_bytes(),
         0o600,
-    )?;
+    )
+    .map_err(io_at(&paths.config_file()))?;
     ui::status(&format!(
         "✓ {} ready (local platform)",
         paths.km_dir().display()
     ));
     ui::status(&format!("✓ sshd: {}", tools.sshd.display()));
     ui::status(&format!("✓ sftp-server: {}", tools.sftp_server.display()));
-    if args.sidecars {
-        ui::status(
-            "✓ the local platform has no management component: sandboxes run this km binary's agent, always at its version",
-        );
-    }
     ui::status("next: km create profiles/default.yaml --alias my-poc");
     Ok(ExitCode::SUCCESS)
 }

@@ -73,7 +73,7 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
             record.id.as_str(),
             alias,
             status.as_str(),
-            record.profile,
+            ui::printable(&record.profile),
             age(now.saturating_sub(record.created_at)),
         ));
     }

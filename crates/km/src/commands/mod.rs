@@ -34,3 +34,7 @@ pub(crate) fn dispatch(command: Command, context: &Context) -> CommandResult<Exi
         Command::Agent(args) => agent::run(&args),
     }
 }
+
+pub(crate) fn run_agent(args: &crate::cli::AgentArgs) -> CommandResult<ExitCode> {
+    agent::run(args)
+}

@@ -35,6 +35,7 @@ pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode
             &context.paths.private_key(&record.id),
             &platform.login_user(),
         )
+        .map_err(|why| CommandError::user("cannot build the ssh command line").cause(why))?
         .arg("-t")
         .arg(record.id.host_alias())
         .status()

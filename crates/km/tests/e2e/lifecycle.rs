@@ -2,9 +2,9 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{TestEnv, repo_profile, stdout_of, succeeds};
+use crate::support::{TestEnv, repo_profile, stdout_of, succeeds, wait_until};
 
 #[test]
 fn the_whole_lifecycle_with_real_ssh() {
@@ -98,14 +98,11 @@ fn a_killed_agent_shows_stopped_and_resume_recovers() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while env.status_of(&id) != "stopped" {
-        assert!(
-            Instant::now() < deadline,
-            "the dead agent was still listed as running"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        "the dead agent to be listed as stopped",
+        Duration::from_secs(5),
+        || env.status_of(&id) == "stopped",
+    );
     env.ok(&["resume", &id]);
     assert!(succeeds(env.ssh_via_proxy(&id, &env.key(&id)).arg("true")));
     env.destroy(&id);
@@ -275,10 +272,7 @@ fn usage_errors_exit_2_and_unknown_sandboxes_list_what_was_tried() {
     let stderr = env.fails(&["stop", "nope"]);
     assert!(stderr.contains("tried as an alias"), "{stderr}");
     let stderr = env.fails(&["stop", "sb-0000ffff"]);
-    assert!(
-        stderr.contains("as a sandbox ID and as an alias"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("tried as a sandbox ID"), "{stderr}");
     let stderr = env.fails(&["stop", "a/b"]);
     assert!(stderr.contains("not a sandbox ID, alias"), "{stderr}");
 }
@@ -286,7 +280,8 @@ fn usage_errors_exit_2_and_unknown_sandboxes_list_what_was_tried() {
 #[test]
 fn the_agent_refuses_a_connection_from_another_uid() {
     if !nix::unistd::geteuid().is_root() {
-        // Needs root to act as another user; CI runs as root.
+        // Acting as another user needs root; CI runs as root, so there it always runs.
+        eprintln!("SKIPPED the_agent_refuses_a_connection_from_another_uid: needs root");
         return;
     }
     use std::os::unix::fs::PermissionsExt;

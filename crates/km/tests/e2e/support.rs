@@ -13,7 +13,18 @@ pub(crate) fn repo_profile(name: &str) -> PathBuf {
         .join(format!("{name}.yaml"))
 }
 
-/// One isolated operator: its own HOME, never the real one.
+/// Polls `condition` every 20 ms until it holds; panics with `what` after `limit`.
+pub(crate) fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One isolated operator: its own HOME, never the real one. The HOME's name has a space in
+/// it, so every test also proves that km quotes the paths it writes into OpenSSH's configs
+/// and command lines.
 pub(crate) struct TestEnv {
     pub(crate) home: tempfile::TempDir,
     created: Vec<String>,
@@ -22,7 +33,7 @@ pub(crate) struct TestEnv {
 impl TestEnv {
     pub(crate) fn new() -> Self {
         let env = Self {
-            home: tempfile::Builder::new().prefix("km").tempdir().unwrap(),
+            home: tempfile::Builder::new().prefix("km home ").tempdir().unwrap(),
             created: Vec::new(),
         };
         env.ok(&["init"]);
@@ -80,6 +91,11 @@ impl TestEnv {
         id
     }
 
+    /// Registers a sandbox made some other way, so that dropping the env destroys it.
+    pub(crate) fn track(&mut self, id: &str) {
+        self.created.push(id.to_owned());
+    }
+
     pub(crate) fn destroy(&mut self, id: &str) {
         self.ok(&["destroy", id, "--yes", "--force"]);
         self.created.retain(|c| c != id);
@@ -120,7 +136,7 @@ impl TestEnv {
             .arg(key)
             .arg("-o")
             .arg(format!(
-                "UserKnownHostsFile={}",
+                "UserKnownHostsFile=\"{}\"",
                 self.home().join(".km/known_hosts").display()
             ))
             .arg("-o")
@@ -201,18 +217,13 @@ impl Tunnel {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
         // The port is bound before the pre-flight, so wait for the entry that follows it.
         let config = env.home().join(".ssh/config");
-        let ready = || {
+        wait_until("the tunnel to become ready", Duration::from_secs(10), || {
             std::fs::read_to_string(&config)
                 .is_ok_and(|text| text.lines().any(|l| l.trim() == format!("Port {port}")))
                 && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        };
-        while !ready() {
-            assert!(Instant::now() < deadline, "the tunnel never became ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        });
         Self { child, port }
     }
 

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
-use crate::support::{TestEnv, Tunnel, free_port, stdout_of, succeeds};
+use crate::support::{TestEnv, Tunnel, free_port, stdout_of, succeeds, wait_until};
 
 const USER_CONFIG: &str = "Host *\r\n  User nobody\r\n  Port 9\r\n  StrictHostKeyChecking no\r\n  IdentityFile ~/.ssh/other";
 
@@ -92,11 +92,9 @@ fn start_serves_ssh_scp_sftp_forwarding_and_parallel_connections() {
         &format!("127.0.0.1:{forwarded}:127.0.0.1:{}", tunnel.port),
     ]);
     let mut forward = forward.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", forwarded)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "-L never listened");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("-L to listen", std::time::Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", forwarded)).is_ok()
+    });
     // The forwarded port leads back to the tunnel, so an ssh through it proves the path.
     let mut through = env.ssh_config(&host);
     through.args(["-p", &forwarded.to_string(), "echo forwarded"]);
@@ -165,13 +163,16 @@ fn status_checks_key_match_and_rekey_rotates_without_dropping_open_sessions() {
     let old_key = env.home().join("old-key");
     std::fs::copy(env.key(&id), &old_key).unwrap();
     std::fs::set_permissions(&old_key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let open = env
+    let mut open = env
         .ssh_via_proxy(&id, &old_key)
-        .arg("sleep 2; echo survived")
+        .arg("echo in; sleep 2; echo survived")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut session_output = std::io::BufReader::new(open.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut session_output, &mut first).unwrap();
+    assert_eq!(first, "in\n", "the session is open before the rekey");
 
     let stderr = String::from_utf8(env.run(&["vscode", "rekey", &id, "--yes"]).stderr).unwrap();
     assert!(stderr.contains("Rekey complete"), "{stderr}");
@@ -190,10 +191,10 @@ fn status_checks_key_match_and_rekey_rotates_without_dropping_open_sessions() {
             .find(marker)
             .unwrap_or_else(|| panic!("{marker} missing or out of order in {stderr}"));
     }
-    assert_eq!(
-        String::from_utf8(open.wait_with_output().unwrap().stdout).unwrap(),
-        "survived\n"
-    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut session_output, &mut rest).unwrap();
+    assert_eq!(rest, "survived\n");
+    assert!(open.wait().unwrap().success());
     assert!(
         !succeeds(env.ssh_via_proxy(&id, &old_key).arg("true")),
         "the old key is refused"
@@ -349,17 +350,12 @@ fn the_tunnel_stops_with_a_clear_message_when_the_sandbox_is_stopped() {
     let tunnel = Tunnel::start(&env, &id);
     env.ok(&["stop", &id]);
     let mut tunnel = tunnel;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = tunnel.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the tunnel kept running after stop"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let mut ended = None;
+    wait_until("the tunnel to stop", std::time::Duration::from_secs(15), || {
+        ended = tunnel.child.try_wait().unwrap();
+        ended.is_some()
+    });
+    let status = ended.unwrap();
     assert_eq!(status.code(), Some(1));
     let mut stderr = String::new();
     std::io::Read::read_to_string(tunnel.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();

@@ -103,7 +103,9 @@ fn serve(
     platform: LocalPlatform,
     record: SandboxRecord,
 ) -> CommandResult<ExitCode> {
-    listener.set_nonblocking(true)?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| CommandError::user("cannot set up the tunnel's listening socket").cause(e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -152,7 +154,8 @@ fn serve(
                 }
             }
         }
-    })?;
+    })
+    .map_err(|e| CommandError::user(format!("the tunnel on 127.0.0.1 for {} failed", record.id)).cause(e))?;
     match ending {
         Ending::Interrupted => {
             ui::status(&format!(

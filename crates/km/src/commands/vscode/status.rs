@@ -15,6 +15,8 @@ use crate::ui;
 
 use super::{probe, require_enabled};
 
+const HOST_KEY_CHECK: &str = "host key matches pin";
+
 #[derive(Debug, Serialize)]
 struct Check {
     name: &'static str,
@@ -100,15 +102,15 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
         let actual = found.host_key.as_deref().and_then(key_material);
         checks.push(match (&pinned, &actual) {
             (Some(p), Some(a)) if p == a => {
-                check("host key matches pin", true, "pinned in ~/.km/known_hosts")
+                check(HOST_KEY_CHECK, true, "pinned in ~/.km/known_hosts")
             }
             (None, _) => check(
-                "host key matches pin",
+                HOST_KEY_CHECK,
                 false,
                 "no host key pinned for this sandbox",
             ),
             _ => check(
-                "host key matches pin",
+                HOST_KEY_CHECK,
                 false,
                 "the sandbox's host key differs from the pinned one",
             ),
@@ -151,8 +153,15 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let failed_check = |name: &str| checks.iter().any(|c| !c.ok && c.name == name);
     let hint = if !running {
         format!("km resume {id}")
+    } else if failed_check(HOST_KEY_CHECK) {
+        // Rekey rotates the client key and never touches the pin, so it cannot fix this.
+        format!(
+            "the sandbox's host key is not the one km pinned when it was created; do not connect until you know why. If the sandbox was rebuilt on purpose, recreate it: km destroy {id} --yes && km create {}",
+            record.profile_path
+        )
     } else if checks
         .iter()
         .any(|c| !c.ok && (c.name.contains("key") || c.name.contains("login")))
