@@ -65,6 +65,15 @@ pub trait Platform {
         script: &str,
         timeout: Duration,
     ) -> Result<ExecOutput, PlatformError>;
+    /// Runs a shell script in the sandbox on the caller's own stdin, stdout and stderr, like
+    /// `ssh host cmd`: output arrives as it is produced, byte for byte, input is read as the
+    /// command wants it, and the command is killed if the caller dies. Returns its exit code.
+    fn run_with_stdio(
+        &self,
+        record: &SandboxRecord,
+        script: &str,
+        stdio: [RawFd; 3],
+    ) -> Result<i32, PlatformError>;
     /// Hands `fds` (one socket, or stdin and stdout) to a fresh sshd session in the sandbox.
     fn open_stream(
         &self,

@@ -230,6 +230,7 @@ impl Agent {
                 sshd_error: self.sshd_error.clone(),
             }),
             Request::Exec { script, timeout_ms } => reply(&self.exec(&script, timeout_ms)),
+            Request::Run { script } => self.run_attached(&connection, &script, frame.fds),
             Request::Stream { port } => self.stream(&connection, port, frame.fds),
             Request::Shutdown => {
                 reply(&Reply::ShuttingDown);
@@ -252,12 +253,8 @@ impl Agent {
             .remove(&(pid as i32));
     }
 
-    fn exec(&self, script: &str, timeout_ms: u64) -> Reply {
-        if let Some(error) = &self.boot_error {
-            return Reply::Error {
-                message: format!("the sandbox did not boot: {error}"),
-            };
-        }
+    /// `/bin/sh -c script` with the sandbox's environment.
+    fn shell(&self, script: &str) -> Command {
         let mut command = Command::new("/bin/sh");
         command
             .arg("-c")
@@ -266,7 +263,18 @@ impl Agent {
             .env("PATH", &self.config.path)
             .env("HOME", self.layout.home())
             .env("KM_ROOT", self.layout.root())
-            .env("KM_SSHD", &self.config.tools.sshd)
+            .env("KM_SSHD", &self.config.tools.sshd);
+        command
+    }
+
+    fn exec(&self, script: &str, timeout_ms: u64) -> Reply {
+        if let Some(error) = &self.boot_error {
+            return Reply::Error {
+                message: format!("the sandbox did not boot: {error}"),
+            };
+        }
+        let mut command = self.shell(script);
+        command
             .current_dir(self.layout.workspace())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -305,6 +313,85 @@ impl Agent {
             stderr: collect(stderr),
             timed_out,
         }
+    }
+
+    fn run_attached(&self, connection: &UnixStream, script: &str, fds: Vec<OwnedFd>) {
+        let reply = |reply: &Reply| {
+            let _ = send_frame(connection, reply, &[]);
+        };
+        if let Some(error) = &self.boot_error {
+            return reply(&Reply::Error {
+                message: format!("the sandbox did not boot: {error}"),
+            });
+        }
+        let Ok([stdin, stdout, stderr]) = <[OwnedFd; 3]>::try_from(fds) else {
+            return reply(&Reply::Error {
+                message: "a run request carries exactly three descriptors: stdin, stdout, stderr"
+                    .into(),
+            });
+        };
+        let mut command = self.shell(script);
+        command
+            .current_dir(self.layout.home())
+            .stdin(Stdio::from(stdin))
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr));
+        let spawned = self.spawn_managed(&mut command);
+        // The command is now the only holder of the caller's descriptors.
+        drop(command);
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                return reply(&Reply::Error {
+                    message: format!("cannot start /bin/sh: {e}"),
+                });
+            }
+        };
+        let pid = child.id();
+        reply(&Reply::RunStarted);
+        enum Event {
+            Exited(Option<std::process::ExitStatus>),
+            CallerGone,
+        }
+        let (events, event) = mpsc::channel();
+        let exited = events.clone();
+        thread::spawn(move || {
+            let _ = exited.send(Event::Exited(child.wait().ok()));
+        });
+        if let Ok(watch) = connection.try_clone() {
+            thread::spawn(move || {
+                // The caller sends nothing more; end of stream means it is gone.
+                let mut byte = [0u8; 1];
+                let _ = (&watch).read(&mut byte);
+                let _ = events.send(Event::CallerGone);
+            });
+        }
+        let status = match event.recv() {
+            Ok(Event::Exited(status)) => status,
+            Ok(Event::CallerGone) | Err(_) => {
+                // Like sshd when the client disconnects: the command does not outlive its caller.
+                let mut doomed = process_tree::descendants(pid as i32);
+                doomed.push(pid as i32);
+                process_tree::kill_all(&doomed);
+                loop {
+                    match event.recv() {
+                        Ok(Event::Exited(status)) => break status,
+                        Ok(Event::CallerGone) => continue,
+                        Err(_) => break None,
+                    }
+                }
+            }
+        };
+        self.unmanage(pid);
+        let exit_code = status.map_or(-1, |status| {
+            use std::os::unix::process::ExitStatusExt;
+            status
+                .code()
+                .or_else(|| status.signal().map(|signal| 128 + signal))
+                .unwrap_or(-1)
+        });
+        reply(&Reply::RunEnded { exit_code });
+        let _ = connection.shutdown(std::net::Shutdown::Both);
     }
 
     fn stream(&self, connection: &UnixStream, port: u16, mut fds: Vec<OwnedFd>) {

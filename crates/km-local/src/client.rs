@@ -51,6 +51,24 @@ impl AgentClient {
         Ok(self.request(request, &[])?.1)
     }
 
+    /// Runs `script` on the caller's `stdio` (stdin, stdout, stderr) and returns its exit code
+    /// when it ends. Closing this process's end (being killed, say) kills the command.
+    pub fn run(&self, script: &str, stdio: [RawFd; 3]) -> io::Result<i32> {
+        let request = Request::Run {
+            script: script.to_owned(),
+        };
+        let control = match self.request(request, &stdio)? {
+            (control, Reply::RunStarted) => control,
+            (_, Reply::Error { message }) => return Err(io::Error::other(message)),
+            (_, other) => return Err(io::Error::other(format!("unexpected reply {other:?}"))),
+        };
+        match recv_reply(&control)? {
+            Reply::RunEnded { exit_code } => Ok(exit_code),
+            Reply::Error { message } => Err(io::Error::other(message)),
+            other => Err(io::Error::other(format!("unexpected reply {other:?}"))),
+        }
+    }
+
     /// Hands `fds` to a fresh `sshd -i`; returns the control connection, which reports the end.
     pub fn stream(&self, fds: &[RawFd]) -> io::Result<UnixStream> {
         match self.request(Request::Stream { port: 22 }, fds)? {

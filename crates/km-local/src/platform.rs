@@ -75,23 +75,22 @@ impl LocalPlatform {
                 PlatformError::Boot(format!("cannot open {}: {e}", layout.agent_log().display()))
             })?;
         let _ = fs::remove_file(layout.agent_socket());
-        let mut child = Command::new(&self.km_exe)
+        let mut command = Command::new(&self.km_exe);
+        command
             .arg("__agent")
             .arg(id.as_str())
             .arg("--dir")
             .arg(layout.root())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            // Its own process group keeps the operator's Ctrl-C away from the sandbox.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| {
-                PlatformError::Boot(format!(
-                    "cannot start the sandbox agent {}: {e}",
-                    self.km_exe.display()
-                ))
-            })?;
+            .stderr(log);
+        detach_from_terminal(&mut command);
+        let mut child = command.spawn().map_err(|e| {
+            PlatformError::Boot(format!(
+                "cannot start the sandbox agent {}: {e}",
+                self.km_exe.display()
+            ))
+        })?;
         let client = self.client(id);
         let deadline = Instant::now() + BOOT_TIMEOUT;
         loop {
@@ -164,6 +163,22 @@ impl LocalPlatform {
         }
         let _ = fs::remove_file(layout.agent_socket());
         let _ = fs::remove_file(layout.agent_pid());
+    }
+}
+
+/// Starts the agent in a session of its own: the operator's Ctrl-C never reaches the sandbox,
+/// and a command that `km shell` runs on the operator's terminal reads it without being
+/// stopped by job control (the terminal is not the sandbox's controlling terminal).
+#[allow(unsafe_code)]
+fn detach_from_terminal(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls only setsid(2),
+    // which is async-signal-safe; it allocates nothing and touches no lock.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
     }
 }
 
@@ -300,6 +315,19 @@ impl Platform for LocalPlatform {
                 "unexpected agent reply {other:?}"
             ))),
         }
+    }
+
+    fn run_with_stdio(
+        &self,
+        record: &SandboxRecord,
+        script: &str,
+        stdio: [RawFd; 3],
+    ) -> Result<i32, PlatformError> {
+        let client = self.client(&record.id);
+        if !client.is_listening() {
+            return Err(PlatformError::NotRunning(record.id.clone()));
+        }
+        client.run(script, stdio).map_err(channel)
     }
 
     fn open_stream(

@@ -35,6 +35,13 @@ pub enum Request {
         /// Kill it after this many milliseconds.
         timeout_ms: u64,
     },
+    /// Run a shell script on the attached stdin, stdout and stderr (three descriptors), the way
+    /// `ssh host cmd` would: bytes flow straight between the caller's descriptors and the
+    /// command, and the command is killed if the caller's connection closes first.
+    Run {
+        /// The script, run by `/bin/sh -c` in the sandbox user's home.
+        script: String,
+    },
     /// Hand the attached descriptor(s) to a fresh `sshd -i` for the given port (only 22).
     Stream {
         /// The sandbox port; the agent serves 22.
@@ -91,6 +98,13 @@ pub enum Reply {
         /// What `sshd -t` said when it refused.
         #[serde(default)]
         sshd_error: Option<String>,
+    },
+    /// The command of a `run` request started on the passed descriptors.
+    RunStarted,
+    /// That command ended.
+    RunEnded {
+        /// Its exit code, or 128 + the signal that killed it, as a shell reports it.
+        exit_code: i32,
     },
     /// sshd now owns the passed connection.
     StreamStarted,
@@ -245,9 +259,7 @@ mod tests {
     #[test]
     fn too_many_descriptors_are_refused_and_closed() {
         let (a, b) = UnixStream::pair().unwrap();
-        let spare: Vec<UnixStream> = (0..4)
-            .map(|_| UnixStream::pair().unwrap().0)
-            .collect();
+        let spare: Vec<UnixStream> = (0..4).map(|_| UnixStream::pair().unwrap().0).collect();
         let raw: Vec<RawFd> = spare.iter().map(AsRawFd::as_raw_fd).collect();
         let before = open_descriptors();
         for _ in 0..20 {

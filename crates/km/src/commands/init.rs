@@ -19,7 +19,10 @@ pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode>
         .hint("run `km init` for the local platform; AWS support is tracked separately"));
     }
     if args.sidecars {
-        return Err(not_yet("km init --sidecars", "installing the platform's management component"));
+        return Err(not_yet(
+            "km init --sidecars",
+            "installing the platform's management component",
+        ));
     }
     // Find the tools before creating anything, so a machine without sshd is left as it was.
     let tools = context.tools()?;

@@ -1,10 +1,12 @@
-//! `km shell`: run a command over the command channel, or open an interactive ssh session.
+//! `km shell`: run a command in a sandbox the way `ssh host cmd` would, or open an interactive
+//! ssh session.
+//!
+//! With a command, this process's own stdin, stdout and stderr are handed to the command in
+//! the sandbox: bytes are never decoded, buffered or capped, and killing km (Ctrl-C) kills
+//! the command.
 
-#![allow(clippy::print_stdout, clippy::print_stderr)]
-
-use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use km_core::platform::Platform;
 use km_core::userdata::shell_quote;
@@ -13,9 +15,6 @@ use crate::cli::ShellArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::ssh_client::ssh_command;
-
-/// Commands run over the channel are stopped after this long.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(3600);
 
 pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode> {
     let store = context.store()?;
@@ -45,15 +44,14 @@ pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode
         ));
     }
     let script: Vec<String> = args.command.iter().map(|word| shell_quote(word)).collect();
-    let output = platform.exec(&record, &script.join(" "), COMMAND_TIMEOUT)?;
-    print!("{}", output.stdout);
-    eprint!("{}", output.stderr);
-    let _ = std::io::stdout().flush();
-    if output.timed_out {
-        return Err(CommandError::user(format!(
-            "the command was stopped after {}s",
-            COMMAND_TIMEOUT.as_secs()
-        )));
-    }
-    Ok(ExitCode::from(u8::try_from(output.exit_code).unwrap_or(1)))
+    let exit_code = platform.run_with_stdio(
+        &record,
+        &script.join(" "),
+        [
+            std::io::stdin().as_raw_fd(),
+            std::io::stdout().as_raw_fd(),
+            std::io::stderr().as_raw_fd(),
+        ],
+    )?;
+    Ok(ExitCode::from(u8::try_from(exit_code).unwrap_or(255)))
 }

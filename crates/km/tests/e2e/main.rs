@@ -2,5 +2,6 @@
 //! its own temporary HOME. Every sandbox a test creates is destroyed by that test.
 
 mod lifecycle;
+mod shell;
 mod support;
 mod vscode;

@@ -33,7 +33,10 @@ pub(crate) struct TestEnv {
 impl TestEnv {
     pub(crate) fn new() -> Self {
         let env = Self {
-            home: tempfile::Builder::new().prefix("km home ").tempdir().unwrap(),
+            home: tempfile::Builder::new()
+                .prefix("km home ")
+                .tempdir()
+                .unwrap(),
             created: Vec::new(),
         };
         env.ok(&["init"]);
@@ -219,11 +222,15 @@ impl Tunnel {
             .unwrap();
         // The port is bound before the pre-flight, so wait for the entry that follows it.
         let config = env.home().join(".ssh/config");
-        wait_until("the tunnel to become ready", Duration::from_secs(10), || {
-            std::fs::read_to_string(&config)
-                .is_ok_and(|text| text.lines().any(|l| l.trim() == format!("Port {port}")))
-                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        wait_until(
+            "the tunnel to become ready",
+            Duration::from_secs(10),
+            || {
+                std::fs::read_to_string(&config)
+                    .is_ok_and(|text| text.lines().any(|l| l.trim() == format!("Port {port}")))
+                    && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            },
+        );
         Self { child, port }
     }
 

@@ -351,10 +351,14 @@ fn the_tunnel_stops_with_a_clear_message_when_the_sandbox_is_stopped() {
     env.ok(&["stop", &id]);
     let mut tunnel = tunnel;
     let mut ended = None;
-    wait_until("the tunnel to stop", std::time::Duration::from_secs(15), || {
-        ended = tunnel.child.try_wait().unwrap();
-        ended.is_some()
-    });
+    wait_until(
+        "the tunnel to stop",
+        std::time::Duration::from_secs(15),
+        || {
+            ended = tunnel.child.try_wait().unwrap();
+            ended.is_some()
+        },
+    );
     let status = ended.unwrap();
     assert_eq!(status.code(), Some(1));
     let mut stderr = String::new();

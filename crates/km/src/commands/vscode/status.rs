@@ -104,11 +104,7 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
             (Some(p), Some(a)) if p == a => {
                 check(HOST_KEY_CHECK, true, "pinned in ~/.km/known_hosts")
             }
-            (None, _) => check(
-                HOST_KEY_CHECK,
-                false,
-                "no host key pinned for this sandbox",
-            ),
+            (None, _) => check(HOST_KEY_CHECK, false, "no host key pinned for this sandbox"),
             _ => check(
                 HOST_KEY_CHECK,
                 false,
