@@ -176,6 +176,21 @@ impl FileLock {
         file.lock()?;
         Ok(Self { file })
     }
+
+    /// Takes the lock at `path` if nobody holds it; `None` when someone does.
+    pub fn try_acquire(path: &Path) -> io::Result<Option<Self>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Self { file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
 }
 
 impl Drop for FileLock {

@@ -51,6 +51,11 @@ impl KmPaths {
         self.keys_dir().join(format!("{id}.pub"))
     }
 
+    /// Held by whoever rotates the sandbox's key or repairs an interrupted rotation.
+    pub fn rekey_lock(&self, id: &SandboxId) -> PathBuf {
+        self.keys_dir().join(format!("{id}.rekey.lock"))
+    }
+
     /// The known_hosts file in which km pins each sandbox's host key.
     pub fn known_hosts(&self) -> PathBuf {
         self.km_dir().join("known_hosts")

@@ -96,6 +96,42 @@ pub fn is_agent_of(pid: i32, sandbox_dir: &Path) -> bool {
             .any(|pair| pair[0] == b"--dir" && pair[1] == dir)
 }
 
+/// A process named so that a reused PID is not mistaken for it: the PID plus the kernel's
+/// record of when it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessIdentity {
+    /// The process ID.
+    pub pid: i32,
+    /// Its start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub started: u64,
+}
+
+impl ProcessIdentity {
+    /// This process.
+    pub fn current() -> Option<Self> {
+        let pid = std::process::id() as i32;
+        Some(Self {
+            pid,
+            started: start_time(pid)?,
+        })
+    }
+
+    /// Whether this very process still runs (not merely some process with its PID).
+    pub fn is_alive(&self) -> bool {
+        is_alive(self.pid) && start_time(self.pid) == Some(self.started)
+    }
+}
+
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name: state is field 3, start time field 22.
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
 /// Sends SIGKILL to each pid, ignoring ones already gone.
 pub fn kill_all(pids: &[i32]) {
     for &pid in pids {

@@ -8,6 +8,8 @@ mod cli;
 mod commands;
 mod context;
 mod error;
+mod interrupts;
+mod key_rotation;
 mod ssh_client;
 mod ssh_entries;
 mod ui;

@@ -1,6 +1,7 @@
 //! Runs the real OpenSSH client against a sandbox through `km proxy`, with the sandbox's key
 //! and pinned host key; used for verification logins and interactive shells.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -72,6 +73,9 @@ pub(crate) fn verify_login(
         .arg(id.host_alias())
         .arg("true")
         .stdin(Stdio::null())
+        // Its own process group: the operator's Ctrl-C, held back by km in a critical
+        // section, must not kill the verification either.
+        .process_group(0)
         .output()
         .map_err(|e| format!("cannot run ssh: {e}"))?;
     if output.status.success() {

@@ -1,5 +1,9 @@
 //! `km create`: profile → ID → keypair → userdata → boot → pinned host key → record.
-//! Any failure rolls back everything made so far: keys, record, sandbox directory, pins.
+//!
+//! The record is written first, as `starting`, naming this process as its creator, so a create
+//! killed outright shows up in `km list` (as `failed` once its creator is gone) and `km destroy`
+//! can remove it. Any failure, Ctrl-C, SIGTERM or SIGHUP rolls back everything made so far
+//! (keys, record, sandbox, pins) and reports exactly what could not be removed.
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,11 +15,13 @@ use km_core::profile::{Substrate, load_profile};
 use km_core::record::{NewSandbox, SandboxStore, Status};
 use km_core::remote_script::{parse_probe, probe_script};
 use km_core::userdata::UserData;
+use km_local::process_tree::ProcessIdentity;
 
 use crate::cli::CreateArgs;
 use crate::commands::destroy::forget_operator_state;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult, not_yet};
+use crate::interrupts::{INTERRUPTED_EXIT, Interrupts};
 use crate::ssh_entries;
 use crate::ui;
 
@@ -63,6 +69,8 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
         .unwrap_or_else(|_| args.profile.clone())
         .display()
         .to_string();
+    let interrupts = Interrupts::hold()
+        .map_err(|e| CommandError::user("cannot install km's signal handlers").cause(e))?;
     store.insert(&NewSandbox {
         id: id.clone(),
         alias: alias.clone(),
@@ -72,7 +80,20 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
         vscode_enabled: profile.vscode_enabled,
         created_at,
     })?;
-    let result = build(context, &store, &platform, &id, profile.vscode_enabled);
+    let creator = serde_json::json!({ "creator": ProcessIdentity::current() });
+    let result = store
+        .set_resources(&id, &creator)
+        .map_err(CommandError::from)
+        .and_then(|()| {
+            build(
+                context,
+                &store,
+                &platform,
+                &id,
+                profile.vscode_enabled,
+                &interrupts,
+            )
+        });
     match result {
         Ok(()) => {
             ui::data(id.as_str());
@@ -89,16 +110,69 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
-            if let Ok(Some(record)) = store.get(&id) {
-                let _ = platform.destroy(&record);
+            let error = roll_back(context, &store, &platform, &id, error);
+            if interrupts.received() {
+                ui::print_error(&error);
+                return Ok(ExitCode::from(INTERRUPTED_EXIT));
             }
-            let _ = forget_operator_state(context, &id);
-            let _ = store.delete(&id);
-            Err(error.cause(format!(
-                "nothing of sandbox {id} was left behind: no keys, record, directory or host entry"
-            )))
+            Err(error)
         }
     }
+}
+
+/// Removes everything `build` may have made, and says truthfully what it could not remove.
+fn roll_back(
+    context: &Context,
+    store: &impl SandboxStore,
+    platform: &impl Platform,
+    id: &SandboxId,
+    error: CommandError,
+) -> CommandError {
+    let mut left_behind = Vec::new();
+    match store.get(id) {
+        Ok(Some(record)) => {
+            if let Err(e) = platform.destroy(&record) {
+                left_behind.push(format!("the sandbox itself ({e})"));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => left_behind.push(format!("the sandbox, whose record could not be read ({e})")),
+    }
+    if let Err(e) = forget_operator_state(context, id) {
+        left_behind.push(format!(
+            "its local key files, Host entry or host key pin ({})",
+            e.message
+        ));
+    }
+    // The record goes last: while anything else is left, it is what lets destroy find it.
+    if left_behind.is_empty()
+        && let Err(e) = store.delete(id)
+    {
+        left_behind.push(format!("its record ({e})"));
+    }
+    if left_behind.is_empty() {
+        return error.cause(format!(
+            "nothing of sandbox {id} was left behind: no keys, record, directory or host entry"
+        ));
+    }
+    error
+        .cause(format!(
+            "the rollback could not remove: {}",
+            left_behind.join("; ")
+        ))
+        .hint(format!(
+            "remove what is left with `km destroy {id} --yes --force` (km list shows it as failed)"
+        ))
+}
+
+/// Turns a held-back Ctrl-C, SIGTERM or SIGHUP into a failure, which rolls the create back.
+fn check_interrupts(interrupts: &Interrupts, id: &SandboxId) -> CommandResult<()> {
+    if interrupts.received() {
+        return Err(CommandError::user(format!(
+            "km create was interrupted while creating {id}"
+        )));
+    }
+    Ok(())
 }
 
 fn build(
@@ -107,6 +181,7 @@ fn build(
     platform: &impl Platform,
     id: &SandboxId,
     vscode_enabled: bool,
+    interrupts: &Interrupts,
 ) -> CommandResult<()> {
     let public_line = if vscode_enabled {
         let pair =
@@ -132,13 +207,21 @@ fn build(
     }
     .render()
     .map_err(|e| CommandError::user(e.to_string()))?;
-    let resources = {
+    check_interrupts(interrupts, id)?;
+    let mut resources = {
         let _spinner = ui::Spinner::start(&format!("booting {id}"));
         platform
             .provision(id, &userdata)
             .map_err(|e| CommandError::user(format!("sandbox {id} failed to boot")).cause(e))?
     };
+    if let Some(fields) = resources.as_object_mut() {
+        fields.insert(
+            "creator".into(),
+            serde_json::json!(ProcessIdentity::current()),
+        );
+    }
     store.set_resources(id, &resources)?;
+    check_interrupts(interrupts, id)?;
     let record = store.get(id)?.ok_or_else(|| {
         CommandError::user(format!(
             "sandbox {id} vanished from the store while it was created"
@@ -156,6 +239,7 @@ fn build(
             CommandError::user(format!("sandbox {id} booted without a readable host key"))
         })?;
     ssh_entries::pin_host_key(context, id, &host_key)?;
+    check_interrupts(interrupts, id)?;
     store.set_status(id, Status::Running)?;
     ui::status(&format!("✓ Sandbox {id} running (host key pinned)"));
     Ok(())

@@ -9,6 +9,7 @@ use km_core::record::SandboxStore;
 use crate::cli::DestroyArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult, not_yet};
+use crate::key_rotation::KeyFiles;
 use crate::ssh_entries;
 use crate::ui;
 
@@ -49,13 +50,13 @@ pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCo
 /// Removes what km keeps on this machine for a sandbox: key files (including rekey leftovers),
 /// the Host entry and the pinned host key.
 pub(crate) fn forget_operator_state(context: &Context, id: &SandboxId) -> CommandResult<()> {
-    let private = context.paths.private_key(id);
-    let public = context.paths.public_key(id);
+    let files = KeyFiles::of(context, id);
     for path in [
-        private.clone(),
-        public.clone(),
-        with_suffix(&private, ".new"),
-        with_suffix(&public, ".new"),
+        files.private,
+        files.public,
+        files.private_new,
+        files.public_new,
+        context.paths.rekey_lock(id),
     ] {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -70,11 +71,4 @@ pub(crate) fn forget_operator_state(context: &Context, id: &SandboxId) -> Comman
     ssh_entries::remove_host(context, id)?;
     ssh_entries::unpin_host_key(context, id)?;
     Ok(())
-}
-
-/// `path` with `suffix` appended to its file name.
-pub(crate) fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    name.into()
 }

@@ -5,16 +5,27 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use km_core::platform::Platform;
 use km_core::record::{SandboxRecord, SandboxStore, Status};
+use km_local::process_tree::ProcessIdentity;
 
 use crate::cli::ListArgs;
 use crate::context::Context;
 use crate::error::CommandResult;
 use crate::ui;
 
-/// What the record says, corrected by whether the agent really answers.
+/// What the record says, corrected by whether the agent really answers. A create that never
+/// finished is `starting` while its creator runs and `failed` after, never `running`.
 pub(crate) fn live_status(platform: &impl Platform, record: &SandboxRecord) -> Status {
     match record.status {
-        Status::Running | Status::Starting | Status::Stopped => {
+        Status::Starting => {
+            let creator: Option<ProcessIdentity> =
+                serde_json::from_value(record.resources["creator"].clone()).ok();
+            if creator.is_some_and(|creator| creator.is_alive()) {
+                Status::Starting
+            } else {
+                Status::Failed
+            }
+        }
+        Status::Running | Status::Stopped => {
             if platform.is_running(record) {
                 Status::Running
             } else {

@@ -11,11 +11,14 @@ use km_core::platform::Platform;
 
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
+use crate::key_rotation::recover_and_report;
 
 pub(crate) fn run(context: &Context, reference: &str) -> CommandResult<ExitCode> {
     let store = context.store()?;
     let record = context.resolve(&store, reference)?;
     let platform = context.platform()?;
+    // A login that km itself makes while repairing holds the lock, so this never recurses.
+    recover_and_report(context, &store, &platform, &record)?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let session = platform.open_stream(&record, &[stdin.as_raw_fd(), stdout.as_raw_fd()])?;

@@ -226,28 +226,71 @@ fn status_checks_key_match_and_rekey_rotates_without_dropping_open_sessions() {
 #[test]
 fn rekey_failures_and_gates_leave_the_old_key_working() {
     let mut env = TestEnv::new();
-    let id = env.create("default", None);
+    // Scripts in a local sandbox get the PATH km create had; put an `awk` of our own first.
+    let tools = env.home().join("sandbox-tools");
+    std::fs::create_dir(&tools).unwrap();
+    let awk = tools.join("awk");
+    let real_awk = "#!/bin/sh\nexec awk \"$@\"\n";
+    let real_path = std::env::var("PATH").unwrap();
+    std::fs::write(
+        &awk,
+        real_awk.replace("exec awk", &format!("PATH='{real_path}' exec awk")),
+    )
+    .unwrap();
+    std::fs::set_permissions(&awk, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let profile = crate::support::repo_profile("default");
+    let id = env
+        .command(&["create", profile.to_str().unwrap()])
+        .env("PATH", format!("{}:{real_path}", tools.display()))
+        .output()
+        .unwrap();
+    assert!(id.status.success(), "{id:?}");
+    let id = String::from_utf8(id.stdout).unwrap().trim().to_owned();
+    env.track(&id);
     let key_bytes = std::fs::read(env.key(&id)).unwrap();
-    for fault in ["rekey-readback-mismatch", "rekey-push-failure"] {
-        let output = env
-            .command(&["vscode", "rekey", &id, "--yes"])
-            .env("KM_TEST_FAULT", fault)
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(1), "{fault}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("local key unchanged"), "{stderr}");
-        assert_eq!(
-            std::fs::read(env.key(&id)).unwrap(),
-            key_bytes,
-            "{fault}: local key unchanged"
-        );
-        assert!(!env.home().join(format!(".km/keys/{id}.new")).exists());
-        assert!(
-            succeeds(env.ssh_via_proxy(&id, &env.key(&id)).arg("true")),
-            "{fault}: old key still works"
-        );
-    }
+    let pending = env.home().join(format!(".km/keys/{id}.new"));
+
+    // A login with the new key fails after a good push: sshd looks for keys elsewhere.
+    let sshd_config = env
+        .home()
+        .join(format!(".km/sandboxes/{id}/etc/sshd_config"));
+    let config = std::fs::read_to_string(&sshd_config).unwrap();
+    let elsewhere = config.replace(
+        "AuthorizedKeysFile ",
+        "AuthorizedKeysFile /nonexistent\n#AuthorizedKeysFile ",
+    );
+    std::fs::write(&sshd_config, &elsewhere).unwrap();
+    let stderr = env.fails(&["vscode", "rekey", &id, "--yes"]);
+    assert!(stderr.contains("logging in to"), "{stderr}");
+    assert!(stderr.contains("old key line was restored"), "{stderr}");
+    assert!(stderr.contains("no .new files left"), "{stderr}");
+    assert_eq!(std::fs::read(env.key(&id)).unwrap(), key_bytes);
+    assert!(!pending.exists());
+    std::fs::write(&sshd_config, &config).unwrap();
+    assert!(
+        succeeds(env.ssh_via_proxy(&id, &env.key(&id)).arg("true")),
+        "old key still works"
+    );
+
+    // The push itself fails (the sandbox's awk is broken), and so does the restore, so km
+    // keeps the new key until it can tell which one the sandbox takes.
+    let working_awk = std::fs::read(&awk).unwrap();
+    std::fs::write(&awk, "#!/bin/sh\necho 'awk: broken' >&2\nexit 2\n").unwrap();
+    let stderr = env.fails(&["vscode", "rekey", &id, "--yes"]);
+    assert!(stderr.contains("pushing the new key"), "{stderr}");
+    assert!(stderr.contains("awk: broken"), "{stderr}");
+    assert!(stderr.contains("could not be restored"), "{stderr}");
+    assert_eq!(std::fs::read(env.key(&id)).unwrap(), key_bytes);
+    std::fs::write(&awk, working_awk).unwrap();
+    let output = env.run(&["vscode", "status", &id]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("Undid an interrupted rekey"), "{stderr}");
+    assert!(
+        !pending.exists(),
+        "the next command settles the pending key"
+    );
+    assert_eq!(std::fs::read(env.key(&id)).unwrap(), key_bytes);
 
     env.ok(&["lock", &id]);
     let stderr = env.fails(&["vscode", "rekey", &id, "--yes"]);

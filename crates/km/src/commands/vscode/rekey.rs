@@ -1,10 +1,12 @@
 //! `km vscode rekey`: rotate a sandbox's keypair without destroying it.
 //!
-//! Gates, in the seed's order, before any key material changes: running → not locked (unless
-//! `--force`) → remote probe. Then the new pair goes to `<id>.new`, the sandbox's own
-//! `authorized_keys` line is replaced and read back, a real login with the new key is made, and
-//! only then `.pub.new → .pub` and `.new → <id>`. Any failure restores the old line remotely
-//! and leaves the local key untouched.
+//! Gates, in this order, before any key material changes: running → not locked (unless
+//! `--force`) → remote probe. A rotation an earlier run left half-done is finished or undone
+//! first. Then the new pair goes to `<id>.new`, the sandbox's own `authorized_keys` line is
+//! replaced and read back, a real login with the new key is made, and only then the new key is
+//! committed locally. Any failure restores the old line remotely and leaves the local key
+//! untouched. From the first new file to the commit, Ctrl-C, SIGTERM and SIGHUP are held back;
+//! after a `kill -9` the next km command that uses the key repairs the state.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,25 +14,20 @@ use std::time::Duration;
 use km_core::id::SandboxId;
 use km_core::keys::{KeyPair, fingerprint_of_file, key_material};
 use km_core::platform::Platform;
-use km_core::record::{SandboxRecord, SandboxStore};
+use km_core::record::SandboxRecord;
 use km_core::remote_script::{install_key_script, parse_readback};
 
 use crate::cli::VscodeRekeyArgs;
-use crate::commands::destroy::with_suffix;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
+use crate::interrupts::{INTERRUPTED_EXIT, Interrupts};
+use crate::key_rotation::{self, KeyFiles, recover_and_report};
 use crate::ssh_client::verify_login;
 use crate::ui;
 
 use super::{probe, problem_error, require_enabled};
 
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Test-only fault injection, compiled into debug builds only: lets the end-to-end tests
-/// exercise the rollback paths against a real sandbox.
-fn fault(name: &str) -> bool {
-    cfg!(debug_assertions) && std::env::var("KM_TEST_FAULT").is_ok_and(|v| v == name)
-}
 
 pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<ExitCode> {
     let store = context.store()?;
@@ -53,10 +50,10 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
         return Err(problem_error(&record, problem));
     }
     ui::status("✓ Pre-flight check passed");
+    recover_and_report(context, &store, &platform, &record)?;
 
-    let private = context.paths.private_key(&id);
-    let public = context.paths.public_key(&id);
-    let old_fingerprint = fingerprint_of_file(&public).ok();
+    let files = KeyFiles::of(context, &id);
+    let old_fingerprint = fingerprint_of_file(&files.public).ok();
     let new_pair =
         KeyPair::generate(&id.key_comment()).map_err(|e| CommandError::user(e.to_string()))?;
     let new_line = new_pair
@@ -77,16 +74,22 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
         }
     }
 
-    let private_new = with_suffix(&private, ".new");
-    let public_new = with_suffix(&public, ".new");
-    let discard_new = || {
-        let _ = std::fs::remove_file(&private_new);
-        let _ = std::fs::remove_file(&public_new);
+    let Some(_rotation) = key_rotation::try_lock(context, &id)? else {
+        return Err(CommandError::user(format!(
+            "another km process is rotating the key of {id} right now"
+        ))
+        .hint(format!(
+            "wait for it, then check with `km vscode status {id}`"
+        )));
     };
-    new_pair.write(&private_new, &public_new).map_err(|e| {
-        discard_new();
-        CommandError::user(format!("cannot write the new keypair for {id}")).cause(e)
-    })?;
+    let interrupts = Interrupts::hold()
+        .map_err(|e| CommandError::user("cannot install km's signal handlers").cause(e))?;
+    new_pair
+        .write(&files.private_new, &files.public_new)
+        .map_err(|e| {
+            let _ = files.discard_new();
+            CommandError::user(format!("cannot write the new keypair for {id}")).cause(e)
+        })?;
     ui::status(&format!(
         "✓ New keypair generated ({})",
         new_pair.fingerprint()
@@ -94,48 +97,69 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
 
     let old_line = found.key_line_for(&id.key_comment()).map(str::to_owned);
     if let Err(error) = push_and_verify(context, &platform, &record, &new_line) {
-        discard_new();
-        let restored = restore_remote(&platform, &record, old_line.as_deref());
-        let state = match (&old_line, restored) {
-            (Some(_), Ok(())) => "the sandbox's old key line was restored; the old key still works",
-            (None, Ok(())) => "the sandbox had no key line for this machine and has none now",
-            (_, Err(_)) => {
-                "the sandbox's authorized_keys could not be restored; run the rekey again"
-            }
-        };
-        return Err(error
-            .cause(format!(
-                "local key unchanged at {}; no .new files left",
-                private.display()
-            ))
-            .cause(state)
-            .hint(format!(
-                "km vscode status {id}, then km vscode rekey {id} again"
-            )));
+        return Err(roll_back(
+            &platform,
+            &record,
+            &files,
+            old_line.as_deref(),
+            error,
+        ));
     }
     ui::status("✓ Pushed to sandbox (verified by read-back and a real login)");
 
-    std::fs::rename(&public_new, &public)
-        .and_then(|()| std::fs::rename(&private_new, &private))
-        .map_err(|e| {
-            CommandError::user(format!(
-                "the sandbox has the new key but the local files could not be committed: {e}"
-            ))
-            .hint(format!(
-                "the new private key is at {}; run km vscode rekey {id} again",
-                private_new.display()
-            ))
-        })?;
-    store.set_key_fingerprint(&id, Some(&new_pair.fingerprint()))?;
+    key_rotation::commit(context, &store, &id, &new_pair)?;
     ui::status(&format!(
         "✓ Local key {} replaced atomically",
-        private.display()
+        files.private.display()
     ));
     ui::status(&format!(
         "Rekey complete for {id}: {}",
         new_pair.fingerprint()
     ));
+    if interrupts.received() {
+        ui::status("Interrupted: the rekey was completed first, so nothing is half-done.");
+        return Ok(ExitCode::from(INTERRUPTED_EXIT));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Puts the sandbox's old line back and drops the new local pair; says truthfully how far
+/// that got.
+fn roll_back(
+    platform: &impl Platform,
+    record: &SandboxRecord,
+    files: &KeyFiles,
+    old_line: Option<&str>,
+    error: CommandError,
+) -> CommandError {
+    let id = &record.id;
+    let restored = restore_remote(platform, record, old_line);
+    let remote_state = match (old_line, restored) {
+        (Some(_), Ok(())) => "the sandbox's old key line was restored; the old key still works",
+        (None, Ok(())) => "the sandbox had no key line for this machine and has none now",
+        (_, Err(())) => "the sandbox's authorized_keys could not be restored",
+    };
+    // While the sandbox may hold the new key, the new key is all that still opens it.
+    let discarded = restored.map(|()| files.discard_new());
+    let local_state = match discarded {
+        Ok(Ok(())) => format!(
+            "local key unchanged at {}; no .new files left",
+            files.private.display()
+        ),
+        Err(()) => format!(
+            "local key unchanged at {}; the new key stays at {} until km can tell which key the sandbox accepts",
+            files.private.display(),
+            files.private_new.display()
+        ),
+        Ok(Err(e)) => format!(
+            "local key unchanged at {}, but {} could not be removed: {e}",
+            files.private.display(),
+            files.private_new.display()
+        ),
+    };
+    error.cause(local_state).cause(remote_state).hint(format!(
+        "km vscode status {id}, then km vscode rekey {id} again"
+    ))
 }
 
 fn push_and_verify(
@@ -145,11 +169,7 @@ fn push_and_verify(
     new_line: &str,
 ) -> CommandResult<()> {
     let id: &SandboxId = &record.id;
-    let script = if fault("rekey-push-failure") {
-        "echo 'injected push failure' >&2; exit 1".to_owned()
-    } else {
-        install_key_script(&id.key_comment(), Some(new_line))
-    };
+    let script = install_key_script(&id.key_comment(), Some(new_line));
     let output = platform.exec(record, &script, INSTALL_TIMEOUT)?;
     if output.exit_code != 0 {
         return Err(CommandError::user(format!(
@@ -158,16 +178,13 @@ fn push_and_verify(
         ))
         .cause(output.stderr.trim().to_owned()));
     }
-    let mut readback = parse_readback(&output.stdout);
-    if fault("rekey-readback-mismatch") {
-        readback = Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOk8Cj0eQ0PY0Pvr5LB1kxXpTkp4KOWDgyjRm1qKk1Fi injected".into());
-    }
+    let readback = parse_readback(&output.stdout);
     if readback.as_deref().and_then(key_material) != key_material(new_line) {
         return Err(CommandError::user(format!(
             "verification failed: the key read back from {id} is not the one pushed"
         )));
     }
-    let new_private = with_suffix(&context.paths.private_key(id), ".new");
+    let new_private = KeyFiles::of(context, id).private_new;
     verify_login(context, id, &new_private, &platform.login_user()).map_err(|why| {
         CommandError::user(format!(
             "verification failed: logging in to {id} with the new key did not work"

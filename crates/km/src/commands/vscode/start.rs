@@ -18,6 +18,7 @@ use km_local::platform::LocalPlatform;
 use crate::cli::VscodeStartArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
+use crate::key_rotation::recover_and_report;
 use crate::ssh_entries;
 use crate::ui;
 
@@ -64,6 +65,7 @@ pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<Ex
     if let Some(problem) = found.problem() {
         return Err(problem_error(&record, problem));
     }
+    recover_and_report(context, &store, &platform, &record)?;
     let entry = ssh_entries::host_entry(context, &id, port, &platform.login_user())?;
     ssh_entries::upsert_host(context, &entry)?;
     ui::status(&format!(

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::cli::VscodeStatusArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
+use crate::key_rotation::recover_and_report;
 use crate::ssh_client::verify_login;
 use crate::ssh_entries::pinned_host_key;
 use crate::ui;
@@ -50,6 +51,7 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
         },
     ));
     if running {
+        recover_and_report(context, &store, &platform, &record)?;
         let found = probe(&platform, &record)?;
         checks.push(check(
             "sshd available",
