@@ -325,13 +325,14 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::print_stderr)]
     fn a_file_owned_by_someone_else_is_refused_when_we_can_tell() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
         fs::write(&path, b"theirs").unwrap();
         if !nix::unistd::geteuid().is_root() {
             // Only root can hand a file to another user; the check itself is the uid compare.
-            eprintln!("skipped: needs root to chown a file to another uid");
+            eprintln!("SKIPPED: needs root to chown a file to another uid");
             return;
         }
         std::os::unix::fs::chown(&path, Some(65534), None).unwrap();

@@ -28,10 +28,15 @@ use crate::process_tree;
 use crate::protocol::{
     Envelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Reply, Request, recv_frame, send_frame,
 };
-use crate::sshd::{SESSION_WRAPPER, SshdTools, render_sshd_config, session_wrapper};
+use crate::sshd::{LOGIN_GRACE, SESSION_WRAPPER, SshdTools, render_sshd_config, session_wrapper};
 
 /// Exec output beyond this many bytes per stream is cut.
 const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+/// At most this many ssh sessions younger than sshd's login grace time run at once per
+/// sandbox. Every unauthenticated connection is among them (sshd drops those at the end of the
+/// grace time), so a flood of idle connections to the tunnel port costs a bounded number of
+/// sshd processes, as OpenSSH's own `MaxStartups` does for a listening sshd.
+pub const MAX_STARTING_SESSIONS: usize = 32;
 
 /// What the agent needs to know, written by `km create` into `<sandbox>/agent.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -44,6 +49,14 @@ pub struct AgentConfig {
     pub path: String,
 }
 
+/// How a supervised command ended.
+struct Ending {
+    /// Its exit code, or 128 + the signal that killed it.
+    exit_code: i32,
+    /// Whether the timeout stopped it.
+    timed_out: bool,
+}
+
 struct Agent {
     layout: SandboxLayout,
     config: AgentConfig,
@@ -51,6 +64,11 @@ struct Agent {
     boot_error: Option<String>,
     sshd_ok: bool,
     sshd_error: Option<String>,
+    /// Held while a probe or key-install script runs.
+    exec_turn: Mutex<()>,
+    /// Start times of live ssh sessions, by session number, until they outlive the grace time.
+    starting_sessions: Mutex<Vec<(u64, std::time::Instant)>>,
+    next_session: std::sync::atomic::AtomicU64,
     /// Children whose exit status a thread is waiting for; the reaper leaves them alone.
     managed: Mutex<HashSet<i32>>,
     stopping: AtomicBool,
@@ -77,6 +95,9 @@ pub fn run_agent(sandbox_dir: &Path) -> io::Result<()> {
         boot_error: None,
         sshd_ok: false,
         sshd_error: None,
+        exec_turn: Mutex::new(()),
+        starting_sessions: Mutex::new(Vec::new()),
+        next_session: std::sync::atomic::AtomicU64::new(0),
         managed: Mutex::new(HashSet::new()),
         stopping: AtomicBool::new(false),
     };
@@ -229,7 +250,9 @@ impl Agent {
                 sshd_ok: self.sshd_ok,
                 sshd_error: self.sshd_error.clone(),
             }),
-            Request::Exec { script, timeout_ms } => reply(&self.exec(&script, timeout_ms)),
+            Request::Exec { script, timeout_ms } => {
+                reply(&self.exec(&connection, &script, timeout_ms));
+            }
             Request::Run { script } => self.run_attached(&connection, &script, frame.fds),
             Request::Stream { port } => self.stream(&connection, port, frame.fds),
             Request::Shutdown => {
@@ -267,12 +290,16 @@ impl Agent {
         command
     }
 
-    fn exec(&self, script: &str, timeout_ms: u64) -> Reply {
+    /// Runs a bounded-capture script for km's own probes and key installs. These scripts run
+    /// one at a time per sandbox, so a script that starts after another (a repair after a
+    /// killed rekey, say) sees everything the earlier one did, or was killed before doing.
+    fn exec(&self, connection: &UnixStream, script: &str, timeout_ms: u64) -> Reply {
         if let Some(error) = &self.boot_error {
             return Reply::Error {
                 message: format!("the sandbox did not boot: {error}"),
             };
         }
+        let _one_at_a_time = self.exec_turn.lock().unwrap_or_else(|e| e.into_inner());
         let mut command = self.shell(script);
         command
             .current_dir(self.layout.workspace())
@@ -287,30 +314,85 @@ impl Agent {
                 };
             }
         };
-        let pid = child.id();
         let stdout = child.stdout.take().map(capture);
         let stderr = child.stderr.take().map(capture);
-        let (done_tx, done_rx) = mpsc::channel();
-        thread::spawn(move || {
-            let _ = done_tx.send(child.wait());
-        });
-        let (status, timed_out) = match done_rx.recv_timeout(Duration::from_millis(timeout_ms)) {
-            Ok(status) => (status.ok(), false),
-            Err(_) => {
-                let mut doomed = process_tree::descendants(pid as i32);
-                doomed.push(pid as i32);
-                process_tree::kill_all(&doomed);
-                (done_rx.recv().ok().and_then(Result::ok), true)
-            }
-        };
-        self.unmanage(pid);
+        let ending = self.supervise(child, connection, Some(Duration::from_millis(timeout_ms)));
         let collect = |handle: Option<thread::JoinHandle<String>>| {
             handle.and_then(|h| h.join().ok()).unwrap_or_default()
         };
         Reply::Exec {
-            exit_code: status.and_then(|s| s.code()).unwrap_or(-1),
+            exit_code: ending.exit_code,
             stdout: collect(stdout),
             stderr: collect(stderr),
+            timed_out: ending.timed_out,
+        }
+    }
+
+    /// Waits for a command, killing its whole tree if the caller's connection closes first
+    /// (as sshd does when a client goes away) or `timeout` passes.
+    fn supervise(
+        &self,
+        mut child: Child,
+        connection: &UnixStream,
+        timeout: Option<Duration>,
+    ) -> Ending {
+        enum Event {
+            Exited(Option<std::process::ExitStatus>),
+            CallerGone,
+        }
+        let pid = child.id();
+        let (events, event) = mpsc::channel();
+        let exited = events.clone();
+        thread::spawn(move || {
+            let _ = exited.send(Event::Exited(child.wait().ok()));
+        });
+        let watch = connection.try_clone();
+        if let Ok(watch) = &watch {
+            let watch = watch.try_clone();
+            thread::spawn(move || {
+                // The caller sends nothing more; end of stream means it is gone.
+                if let Ok(watch) = watch {
+                    let mut byte = [0u8; 1];
+                    let _ = (&watch).read(&mut byte);
+                }
+                let _ = events.send(Event::CallerGone);
+            });
+        }
+        let first = match timeout {
+            Some(limit) => event.recv_timeout(limit).ok(),
+            None => event.recv().ok(),
+        };
+        let mut timed_out = false;
+        let status = match first {
+            Some(Event::Exited(status)) => status,
+            other => {
+                timed_out = other.is_none() && timeout.is_some();
+                let mut doomed = process_tree::descendants(pid as i32);
+                doomed.push(pid as i32);
+                process_tree::kill_all(&doomed);
+                loop {
+                    match event.recv() {
+                        Ok(Event::Exited(status)) => break status,
+                        Ok(Event::CallerGone) => continue,
+                        Err(_) => break None,
+                    }
+                }
+            }
+        };
+        // Wakes the watcher, which is still reading the caller's side.
+        if let Ok(watch) = watch {
+            let _ = watch.shutdown(std::net::Shutdown::Read);
+        }
+        self.unmanage(pid);
+        let exit_code = status.map_or(-1, |status| {
+            use std::os::unix::process::ExitStatusExt;
+            status
+                .code()
+                .or_else(|| status.signal().map(|signal| 128 + signal))
+                .unwrap_or(-1)
+        });
+        Ending {
+            exit_code,
             timed_out,
         }
     }
@@ -339,7 +421,7 @@ impl Agent {
         let spawned = self.spawn_managed(&mut command);
         // The command is now the only holder of the caller's descriptors.
         drop(command);
-        let mut child = match spawned {
+        let child = match spawned {
             Ok(child) => child,
             Err(e) => {
                 return reply(&Reply::Error {
@@ -347,51 +429,11 @@ impl Agent {
                 });
             }
         };
-        let pid = child.id();
         reply(&Reply::RunStarted);
-        enum Event {
-            Exited(Option<std::process::ExitStatus>),
-            CallerGone,
-        }
-        let (events, event) = mpsc::channel();
-        let exited = events.clone();
-        thread::spawn(move || {
-            let _ = exited.send(Event::Exited(child.wait().ok()));
+        let ending = self.supervise(child, connection, None);
+        reply(&Reply::RunEnded {
+            exit_code: ending.exit_code,
         });
-        if let Ok(watch) = connection.try_clone() {
-            thread::spawn(move || {
-                // The caller sends nothing more; end of stream means it is gone.
-                let mut byte = [0u8; 1];
-                let _ = (&watch).read(&mut byte);
-                let _ = events.send(Event::CallerGone);
-            });
-        }
-        let status = match event.recv() {
-            Ok(Event::Exited(status)) => status,
-            Ok(Event::CallerGone) | Err(_) => {
-                // Like sshd when the client disconnects: the command does not outlive its caller.
-                let mut doomed = process_tree::descendants(pid as i32);
-                doomed.push(pid as i32);
-                process_tree::kill_all(&doomed);
-                loop {
-                    match event.recv() {
-                        Ok(Event::Exited(status)) => break status,
-                        Ok(Event::CallerGone) => continue,
-                        Err(_) => break None,
-                    }
-                }
-            }
-        };
-        self.unmanage(pid);
-        let exit_code = status.map_or(-1, |status| {
-            use std::os::unix::process::ExitStatusExt;
-            status
-                .code()
-                .or_else(|| status.signal().map(|signal| 128 + signal))
-                .unwrap_or(-1)
-        });
-        reply(&Reply::RunEnded { exit_code });
-        let _ = connection.shutdown(std::net::Shutdown::Both);
     }
 
     fn stream(&self, connection: &UnixStream, port: u16, mut fds: Vec<OwnedFd>) {
@@ -427,6 +469,15 @@ impl Agent {
             });
             return;
         };
+        let Some(session) = self.admit_session() else {
+            reply(&Reply::Error {
+                message: format!(
+                    "{MAX_STARTING_SESSIONS} connections are already logging in to this sandbox; this one was closed (idle ones are dropped after {}s)",
+                    LOGIN_GRACE.as_secs()
+                ),
+            });
+            return;
+        };
         let mut command = Command::new(&self.config.tools.sshd);
         command
             .arg("-i")
@@ -448,12 +499,39 @@ impl Agent {
                 reply(&Reply::StreamStarted);
                 let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(-1);
                 self.unmanage(child.id());
+                self.end_session(session);
                 reply(&Reply::StreamEnded { exit_code: code });
             }
-            Err(e) => reply(&Reply::Error {
-                message: format!("cannot start sshd: {e}"),
-            }),
+            Err(e) => {
+                self.end_session(session);
+                reply(&Reply::Error {
+                    message: format!("cannot start sshd: {e}"),
+                });
+            }
         }
+    }
+
+    /// Counts a new ssh session in, unless [`MAX_STARTING_SESSIONS`] are still within their
+    /// login grace time.
+    fn admit_session(&self) -> Option<u64> {
+        let mut starting = self
+            .starting_sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        starting.retain(|(_, started)| started.elapsed() < LOGIN_GRACE);
+        if starting.len() >= MAX_STARTING_SESSIONS {
+            return None;
+        }
+        let session = self.next_session.fetch_add(1, Ordering::Relaxed);
+        starting.push((session, std::time::Instant::now()));
+        Some(session)
+    }
+
+    fn end_session(&self, session: u64) {
+        self.starting_sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(number, _)| *number != session);
     }
 
     /// Reaps orphans that the subreaper role hands us, leaving managed children to their waiters.

@@ -82,6 +82,9 @@ fn list(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
+/// How long sshd gives a connection to authenticate before dropping it.
+pub const LOGIN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Where the session wrapper lives.
 pub fn session_wrapper(sandbox_dir: &Path) -> PathBuf {
     sandbox_dir.join("etc/session.sh")
@@ -134,6 +137,8 @@ pub fn render_sshd_config(sandbox_dir: &Path, tools: &SshdTools) -> String {
         "AllowStreamLocalForwarding yes".into(),
         "X11Forwarding no".into(),
         "PrintMotd no".into(),
+        // An idle connection that never logs in is dropped soon; see `LOGIN_GRACE`.
+        format!("LoginGraceTime {}", LOGIN_GRACE.as_secs()),
         "KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org".into(),
         format!("Subsystem sftp {}", quoted(&tools.sftp_server)),
         format!("SetEnv \"HOME={}\"", home.display()),

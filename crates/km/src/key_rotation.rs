@@ -8,6 +8,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use km_core::atomic_file::{FileLock, write_atomic};
 use km_core::id::SandboxId;
@@ -19,6 +20,9 @@ use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::ssh_client::verify_login;
 use crate::ui;
+
+/// How long the repair waits for a key install still running in the sandbox.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The key files of one sandbox, current and pending.
 pub(crate) struct KeyFiles {
@@ -156,6 +160,12 @@ pub(crate) fn recover(
         return Ok(Recovery::Undone);
     };
     if !platform.is_running(record) {
+        return Ok(Recovery::Undecided);
+    }
+    // Key installs run one at a time in the sandbox, so once this no-op has run, a push that a
+    // killed rekey left in flight has finished (or was stopped) and the logins below see the
+    // sandbox's settled state.
+    if platform.exec(record, "true", SETTLE_TIMEOUT).is_err() {
         return Ok(Recovery::Undecided);
     }
     let user = platform.login_user();

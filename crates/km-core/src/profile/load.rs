@@ -507,7 +507,7 @@ mod tests {
         let depth = 5;
         for level in 1..=depth {
             let below = format!("p{}", level - 1);
-            let parents = vec![below.as_str(); 6].join(", ");
+            let parents = [below.as_str(); 6].join(", ");
             write(
                 dir.path(),
                 &format!("p{level}.yaml"),

@@ -73,10 +73,15 @@ fn an_interrupted_create_is_rolled_back_or_listed_as_failed_never_running() {
             assert_eq!(listed[0]["status"], "running", "{listed:?}");
         } else if signal == Signal::SIGKILL {
             for sandbox in &listed {
-                assert_eq!(
-                    sandbox["status"], "failed",
-                    "point {point}: an unfinished create is never running: {listed:?}"
-                );
+                let id = sandbox["id"].as_str().unwrap();
+                match sandbox["status"].as_str() {
+                    Some("failed") => {}
+                    // Killed after its very last step: then it must be complete and usable.
+                    Some("running") => {
+                        env.ok(&["vscode", "status", id]);
+                    }
+                    other => panic!("point {point}: unexpected status {other:?}: {listed:?}"),
+                }
             }
         } else {
             assert!(

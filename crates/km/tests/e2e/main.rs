@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `km` binary, real OpenSSH `ssh`/`sshd`, real SQLite, each test in
 //! its own temporary HOME. Every sandbox a test creates is destroyed by that test.
 
+mod hardening;
 mod interrupts;
 mod lifecycle;
 mod shell;

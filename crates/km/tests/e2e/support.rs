@@ -13,6 +13,13 @@ pub(crate) fn repo_profile(name: &str) -> PathBuf {
         .join(format!("{name}.yaml"))
 }
 
+/// Says on the test's output that a part of it did not run, and why (instead of passing
+/// silently). The part always runs in CI, which runs as root.
+#[allow(clippy::print_stderr)]
+pub(crate) fn skipped(what: &str, why: &str) {
+    eprintln!("SKIPPED {what}: {why}");
+}
+
 /// Polls `condition` every 20 ms until it holds; panics with `what` after `limit`.
 pub(crate) fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;

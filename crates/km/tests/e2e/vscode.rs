@@ -52,7 +52,8 @@ fn start_serves_ssh_scp_sftp_forwarding_and_parallel_connections() {
             .arg(&local)
             .arg(format!("{host}:up.txt"))
     ));
-    assert_eq!(env.ok(&["shell", &id, "--", "cat", "../up.txt"]), "payload");
+    // `km shell` starts in the sandbox home, as ssh sessions do.
+    assert_eq!(env.ok(&["shell", &id, "--", "cat", "up.txt"]), "payload");
     let mut sftp = std::process::Command::new("sftp")
         .arg("-F")
         .arg(&config)
