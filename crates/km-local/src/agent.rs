@@ -19,7 +19,7 @@ use std::thread;
 use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+
 use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::{Pid, geteuid};
 
@@ -85,6 +85,7 @@ pub fn run_agent(sandbox_dir: &Path) -> io::Result<()> {
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGHUP);
     signals.thread_block().map_err(io::Error::from)?;
+    #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_child_subreaper(true);
     fs::write(layout.agent_pid(), std::process::id().to_string())?;
 
@@ -208,8 +209,8 @@ impl Agent {
             let _ = send_frame(&connection, reply, &[]);
         };
         let own_uid = geteuid().as_raw();
-        match getsockopt(&connection, PeerCredentials) {
-            Ok(peer) if peer.uid() == own_uid => {}
+        match peer_uid(&connection) {
+            Some(uid) if uid == own_uid => {}
             _ => {
                 return refuse(
                     &connection,
@@ -561,6 +562,23 @@ impl Agent {
         }
         std::process::exit(0);
     }
+}
+
+/// The user ID of the process at the other end of `connection`, as the kernel reports it.
+#[cfg(target_os = "linux")]
+fn peer_uid(connection: &UnixStream) -> Option<u32> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    getsockopt(connection, PeerCredentials)
+        .ok()
+        .map(|peer| peer.uid())
+}
+
+/// The user ID of the process at the other end of `connection`, as the kernel reports it.
+#[cfg(not(target_os = "linux"))]
+fn peer_uid(connection: &UnixStream) -> Option<u32> {
+    nix::unistd::getpeereid(connection)
+        .ok()
+        .map(|(uid, _)| uid.as_raw())
 }
 
 /// Replies with an error, then drains what the client still sends: closing with unread bytes

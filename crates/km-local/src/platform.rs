@@ -66,6 +66,13 @@ impl LocalPlatform {
     }
 
     fn spawn_agent(&self, id: &SandboxId) -> Result<(), PlatformError> {
+        if !cfg!(target_os = "linux") {
+            // Supervision and teardown rely on Linux's /proc and child subreapers.
+            return Err(PlatformError::Boot(format!(
+                "local sandboxes run on Linux only, and this km was built for {}; run km on a Linux machine (the AWS platform, for other systems, is not in this build)",
+                std::env::consts::OS
+            )));
+        }
         let layout = self.layout(id);
         let log = fs::OpenOptions::new()
             .create(true)

@@ -3,6 +3,9 @@
 //! sshd puts each session in its own session with `setsid()`, so a process group is not
 //! enough. The agent is a child subreaper, so orphans stay below it; and after a crash, any
 //! process whose command line or environment names the sandbox directory is still found.
+//!
+//! `/proc` is Linux's: elsewhere these functions find nothing, and the local platform refuses
+//! to create or resume sandboxes (see [`crate::platform`]), so nothing relies on them there.
 
 use std::collections::HashMap;
 use std::fs;
@@ -11,14 +14,30 @@ use std::path::Path;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+/// `/proc/<pid>/<file>` as bytes; always `None` where there is no Linux `/proc`.
+fn proc_file(pid: i32, file: &str) -> Option<Vec<u8>> {
+    if cfg!(target_os = "linux") {
+        fs::read(format!("/proc/{pid}/{file}")).ok()
+    } else {
+        None
+    }
+}
+
+fn proc_stat(pid: i32) -> Option<String> {
+    String::from_utf8(proc_file(pid, "stat")?).ok()
+}
+
 fn parent_of(pid: i32) -> Option<i32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = proc_stat(pid)?;
     // The command name may contain spaces and parentheses; fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn all_pids() -> Vec<i32> {
+    if !cfg!(target_os = "linux") {
+        return Vec::new();
+    }
     fs::read_dir("/proc")
         .map(|entries| {
             entries
@@ -50,7 +69,7 @@ pub fn descendants(root: i32) -> Vec<i32> {
 
 /// Whether `pid` is a zombie.
 pub fn is_zombie(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+    proc_stat(pid).is_some_and(|stat| {
         stat.rfind(')')
             .and_then(|i| stat[i + 2..].split_whitespace().next().map(|s| s == "Z"))
             .unwrap_or(false)
@@ -74,8 +93,8 @@ pub fn referencing(sandbox_dir: &Path) -> Vec<i32> {
         .filter(|&pid| pid != own)
         .filter(|pid| {
             ["cmdline", "environ"].iter().any(|file| {
-                fs::read(format!("/proc/{pid}/{file}"))
-                    .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+                proc_file(*pid, file)
+                    .is_some_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
             })
         })
         .collect()
@@ -85,7 +104,7 @@ pub fn referencing(sandbox_dir: &Path) -> Vec<i32> {
 /// `__agent` command with `--dir <sandbox_dir>`. A recorded PID is checked with this before
 /// any signal, since after the agent died the number may belong to an unrelated process.
 pub fn is_agent_of(pid: i32, sandbox_dir: &Path) -> bool {
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+    let Some(cmdline) = proc_file(pid, "cmdline") else {
         return false;
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
@@ -123,7 +142,7 @@ impl ProcessIdentity {
 }
 
 fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = proc_stat(pid)?;
     // Fields after the command name: state is field 3, start time field 22.
     stat[stat.rfind(')')? + 2..]
         .split_whitespace()
