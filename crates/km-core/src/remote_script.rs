@@ -34,7 +34,7 @@ pub enum ProbeProblem {
 }
 
 impl Probe {
-    /// Classifies the probe the way the seed's rekey gate does.
+    /// Classifies the probe the way the rekey gate does.
     pub fn problem(&self) -> Option<ProbeProblem> {
         match (self.sshd_active, self.authorized_keys.is_some()) {
             (true, true) => None,
@@ -139,7 +139,7 @@ mod tests {
     }
 
     #[test]
-    fn probe_problems_follow_the_seed() {
+    fn probe_problems_follow_the_rekey_gate() {
         let none = parse_probe("=== sshd ===\ninactive\n=== authorized_keys ===\nabsent\n");
         assert_eq!(none.problem(), Some(ProbeProblem::NotEnabled));
         let down = parse_probe("=== sshd ===\ninactive\n=== authorized_keys ===\npresent\n");

@@ -34,7 +34,7 @@ pub(crate) enum Command {
     Lock(SandboxArg),
     /// Remove the protection `km lock` set
     Unlock(SandboxArg),
-    /// Run a command in a sandbox (or open an interactive ssh session without one)
+    /// Run a command in a sandbox like `ssh host CMD` (or open an interactive ssh session)
     Shell(ShellArgs),
     /// VS Code Remote-SSH: forward a local port, check readiness, rotate the key
     #[command(subcommand)]
@@ -49,7 +49,8 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
-    /// Bring the platform's management component up to this km's version
+    /// Bring the platform's management component up to this km's version (not available yet:
+    /// fails and changes nothing)
     #[arg(long)]
     pub(crate) sidecars: bool,
     /// Point km at AWS instead of the local platform
@@ -73,7 +74,8 @@ pub(crate) struct CreateArgs {
     /// A name for the sandbox, unique among live sandboxes
     #[arg(long)]
     pub(crate) alias: Option<String>,
-    /// Create through the platform's management component (AWS)
+    /// Create through the platform's management component (not available yet: fails and
+    /// changes nothing)
     #[arg(long)]
     pub(crate) remote: bool,
 }
@@ -89,7 +91,8 @@ pub(crate) struct ListArgs {
 pub(crate) struct DestroyArgs {
     /// The sandbox: ID, alias or list number
     pub(crate) sandbox: String,
-    /// Destroy through the platform's management component (AWS)
+    /// Destroy through the platform's management component (not available yet: fails and
+    /// changes nothing)
     #[arg(long)]
     pub(crate) remote: bool,
     /// Don't ask for confirmation

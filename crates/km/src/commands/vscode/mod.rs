@@ -48,7 +48,7 @@ fn probe(platform: &impl Platform, record: &SandboxRecord) -> CommandResult<Prob
     Ok(parse_probe(&output.stdout))
 }
 
-/// Turns a probe problem into the seed's distinct messages.
+/// Turns a probe problem into its own message and next command.
 fn problem_error(record: &SandboxRecord, problem: ProbeProblem) -> CommandError {
     let id = &record.id;
     match problem {
