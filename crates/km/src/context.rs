@@ -70,7 +70,7 @@ impl Context {
             ))
             .hint("run `km init`"));
         }
-        Ok(SqliteStore::open(&file)?)
+        SqliteStore::open(&file).map_err(|e| store_error(&file, e))
     }
 
     /// OpenSSH's server tools, honouring `KM_SSHD`.
@@ -108,6 +108,20 @@ impl Context {
         })?;
         Ok(store.resolve(&reference)?)
     }
+}
+
+/// A store that cannot be opened, with the file named.
+pub(crate) fn store_error(
+    file: &std::path::Path,
+    error: km_core::record::StoreError,
+) -> CommandError {
+    CommandError::user(format!("cannot open km's state store {}", file.display()))
+        .cause(error)
+        .hint(format!(
+            "check the file and its directory: ls -ld {} {}",
+            file.display(),
+            file.parent().unwrap_or(file).display()
+        ))
 }
 
 /// How to install OpenSSH's server on this OS.

@@ -6,7 +6,7 @@ use km_core::atomic_file::{ensure_private_dir, write_atomic};
 use km_core::keys::KEYS_DIR_MODE;
 
 use crate::cli::InitArgs;
-use crate::context::Context;
+use crate::context::{Context, store_error};
 use crate::error::{CommandError, CommandResult, io_at, not_yet};
 use crate::ui;
 
@@ -35,7 +35,8 @@ pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode>
     ] {
         ensure_private_dir(&dir, mode).map_err(io_at(&dir))?;
     }
-    km_local::store::SqliteStore::open(&paths.store_file())?;
+    km_local::store::SqliteStore::open(&paths.store_file())
+        .map_err(|e| store_error(&paths.store_file(), e))?;
     let config = serde_json::json!({
         "platform": "local",
         "sshd": tools.sshd,

@@ -318,6 +318,16 @@ fn closed_pipes_missing_home_and_flags_that_do_nothing_yet() {
     assert!(stderr.contains("HOME is not set"), "{stderr}");
     assert!(!std::path::Path::new("/.km/state.db").exists() || stderr.contains("HOME"));
 
+    let other = TestEnv::new();
+    let store = other.home().join(".km/state.db");
+    std::fs::remove_file(&store).unwrap();
+    std::fs::create_dir(&store).unwrap();
+    let stderr = other.fails(&["list"]);
+    assert!(
+        stderr.contains(&format!("cannot open km's state store {}", store.display())),
+        "an I/O error names its file: {stderr}"
+    );
+
     for args in [
         vec!["init", "--sidecars"],
         vec!["destroy", "anything", "--remote", "--yes"],
