@@ -164,32 +164,33 @@ pub struct FileLock {
 impl FileLock {
     /// Blocks until the lock file at `path` (created 0600 if missing) is exclusively ours.
     pub fn acquire(path: &Path) -> io::Result<Self> {
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(path)?;
+        let file = Self::open(path)?;
         file.lock()?;
         Ok(Self { file })
     }
 
     /// Takes the lock at `path` if nobody holds it; `None` when someone does.
     pub fn try_acquire(path: &Path) -> io::Result<Option<Self>> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(path)?;
+        let file = Self::open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Self { file })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+}
+
+impl FileLock {
+    fn open(path: &Path) -> io::Result<File> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)
     }
 }
 

@@ -11,7 +11,7 @@ use km_local::platform::LocalPlatform;
 use km_local::sshd::{SshdTools, find_tools};
 use km_local::store::SqliteStore;
 
-use crate::error::{CommandError, CommandResult};
+use crate::error::{CommandError, CommandResult, check_file_hint};
 
 /// The process environment km depends on.
 #[derive(Debug, Clone)]
@@ -117,11 +117,7 @@ pub(crate) fn store_error(
 ) -> CommandError {
     CommandError::user(format!("cannot open km's state store {}", file.display()))
         .cause(error)
-        .hint(format!(
-            "check the file and its directory: ls -ld {} {}",
-            file.display(),
-            file.parent().unwrap_or(file).display()
-        ))
+        .hint(check_file_hint(file))
 }
 
 /// How to install OpenSSH's server on this OS.

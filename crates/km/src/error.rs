@@ -81,6 +81,15 @@ impl From<PlatformError> for CommandError {
     }
 }
 
+/// The hint for a file km could not use: look at it and at its directory.
+pub(crate) fn check_file_hint(path: &std::path::Path) -> String {
+    format!(
+        "check the file and its directory: ls -ld {} {}",
+        path.display(),
+        path.parent().unwrap_or(path).display()
+    )
+}
+
 /// An I/O failure on `path`: the error names the file, whatever the OS said.
 pub(crate) fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CommandError + '_ {
     move |error| CommandError::user(format!("cannot access {}", path.display())).cause(error)

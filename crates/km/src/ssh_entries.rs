@@ -7,7 +7,7 @@ use km_core::known_hosts;
 use km_core::ssh_config::{self, BlockError, HostEntry};
 
 use crate::context::Context;
-use crate::error::{CommandError, CommandResult};
+use crate::error::{CommandError, CommandResult, check_file_hint};
 
 impl From<BlockError> for CommandError {
     fn from(error: BlockError) -> Self {
@@ -68,11 +68,7 @@ fn io_error(path: &std::path::Path, error: std::io::Error) -> CommandError {
     }
     CommandError::user(format!("cannot update {}", path.display()))
         .cause(error)
-        .hint(format!(
-            "check the file and its directory: ls -ld {} {}",
-            path.display(),
-            path.parent().unwrap_or(path).display()
-        ))
+        .hint(check_file_hint(path))
 }
 
 /// The `Host km-<id>` entry VS Code and ssh use through `km vscode start`.

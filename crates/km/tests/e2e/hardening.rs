@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::{TestEnv, Tunnel, free_port, repo_profile, skipped, succeeds, wait_until};
+use crate::support::{
+    TestEnv, Tunnel, free_port, processes_naming, repo_profile, skipped, succeeds, wait_until,
+};
 
 fn agent_pid(env: &TestEnv, id: &str) -> i32 {
     std::fs::read_to_string(env.home().join(format!(".km/sandboxes/{id}/run/agent.pid")))
@@ -227,17 +229,7 @@ fn a_flood_of_idle_connections_costs_a_bounded_number_of_sshd_processes() {
     let config = env
         .home()
         .join(format!(".km/sandboxes/{id}/etc/sshd_config"));
-    let sshd_for_sandbox = || {
-        let needle = config.as_os_str().as_encoded_bytes().to_vec();
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
-            })
-            .count()
-    };
+    let sshd_for_sandbox = || processes_naming(&config).len();
     assert!(sshd_for_sandbox() <= 2 * km_local::agent::MAX_STARTING_SESSIONS);
     drop(flood);
     wait_until(

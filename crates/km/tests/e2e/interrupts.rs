@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::{TestEnv, repo_profile, succeeds};
+use crate::support::{TestEnv, processes_naming, repo_profile, succeeds};
 
 const SIGNALS: [Signal; 4] = [
     Signal::SIGKILL,
@@ -18,19 +18,6 @@ const SIGNALS: [Signal; 4] = [
     Signal::SIGTERM,
     Signal::SIGHUP,
 ];
-
-/// Processes whose command line names this test's HOME (agents, sshd, sessions).
-fn processes_under(env: &TestEnv) -> Vec<i32> {
-    let needle = env.home().as_os_str().as_encoded_bytes().to_vec();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
-        })
-        .collect()
-}
 
 fn interrupt_after(mut child: Child, delay: Duration, signal: Signal) -> std::process::Output {
     std::thread::sleep(delay);
@@ -119,7 +106,7 @@ fn an_interrupted_create_is_rolled_back_or_listed_as_failed_never_running() {
             "point {point} {signal}: keys left: {keys:?}"
         );
         assert!(
-            processes_under(&env).is_empty(),
+            processes_naming(env.home()).is_empty(),
             "point {point} {signal}: processes left"
         );
     }

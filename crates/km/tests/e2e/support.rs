@@ -20,6 +20,19 @@ pub(crate) fn skipped(what: &str, why: &str) {
     eprintln!("SKIPPED {what}: {why}");
 }
 
+/// Processes whose command line names `path` (a HOME, a sandbox's sshd_config, …).
+pub(crate) fn processes_naming(path: &Path) -> Vec<i32> {
+    let needle = path.as_os_str().as_encoded_bytes().to_vec();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
+}
+
 /// Polls `condition` every 20 ms until it holds; panics with `what` after `limit`.
 pub(crate) fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
