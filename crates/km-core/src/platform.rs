@@ -7,7 +7,8 @@
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use crate::id::SandboxId;
+use crate::id::{Alias, SandboxId};
+use crate::profile::Runtime;
 use crate::record::SandboxRecord;
 
 /// What a script run in the sandbox produced.
@@ -21,6 +22,19 @@ pub struct ExecOutput {
     pub stderr: String,
     /// Whether the timeout stopped it.
     pub timed_out: bool,
+}
+
+/// What a platform needs to create a sandbox.
+#[derive(Debug, Clone)]
+pub struct ProvisionRequest {
+    /// The new sandbox's ID.
+    pub id: SandboxId,
+    /// Its alias, for the platform's own labels (EC2 tags).
+    pub alias: Option<Alias>,
+    /// The first-boot script.
+    pub userdata: String,
+    /// The profile's `spec.runtime` (region, instance type, AMI), for platforms that use it.
+    pub runtime: Runtime,
 }
 
 /// Errors from a platform.
@@ -43,13 +57,13 @@ pub trait StreamSession: Send {
     fn wait(self: Box<Self>) -> Option<i32>;
 }
 
-/// A place sandboxes run.
-pub trait Platform {
+/// A place sandboxes run. `Send + Sync` so a tunnel can serve many connections at once.
+pub trait Platform: Send + Sync {
     /// The name stored in each record.
     fn name(&self) -> &'static str;
-    /// Creates and boots the sandbox, running `userdata` at first boot; returns its resources.
-    fn provision(&self, id: &SandboxId, userdata: &str)
-    -> Result<serde_json::Value, PlatformError>;
+    /// Creates and boots the sandbox, running its userdata at first boot; returns its
+    /// resources (recorded, and all a later command needs to find it again).
+    fn provision(&self, request: &ProvisionRequest) -> Result<serde_json::Value, PlatformError>;
     /// Starts a stopped sandbox without repeating first boot.
     fn resume(&self, record: &SandboxRecord) -> Result<(), PlatformError>;
     /// Stops every process of the sandbox; its disk stays.

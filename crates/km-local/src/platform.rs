@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use km_core::atomic_file::ensure_private_dir;
 use km_core::id::SandboxId;
 use km_core::paths::KmPaths;
-use km_core::platform::{ExecOutput, Platform, PlatformError, StreamSession};
+use km_core::platform::{ExecOutput, Platform, PlatformError, ProvisionRequest, StreamSession};
 use km_core::record::SandboxRecord;
 
 use crate::agent::AgentConfig;
@@ -34,7 +34,8 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct LocalPlatform {
     paths: KmPaths,
     km_exe: PathBuf,
-    tools: SshdTools,
+    /// OpenSSH's server tools, or why they were not found: only booting a sandbox needs them.
+    tools: Result<SshdTools, String>,
     path_var: String,
     user: String,
 }
@@ -44,7 +45,7 @@ impl LocalPlatform {
     pub fn new(
         paths: KmPaths,
         km_exe: PathBuf,
-        tools: SshdTools,
+        tools: Result<SshdTools, String>,
         path_var: String,
         user: String,
     ) -> Self {
@@ -116,8 +117,7 @@ impl LocalPlatform {
                     } => Err(PlatformError::Boot(error)),
                     // The sandbox directory may be rolled back, so say why here, not where.
                     Reply::Status { sshd_error, .. } => Err(PlatformError::Boot(format!(
-                        "sshd rejected the sandbox's configuration (`{} -t`): {}",
-                        self.tools.sshd.display(),
+                        "sshd rejected the sandbox's configuration (`sshd -t`): {}",
                         sshd_error.as_deref().unwrap_or("no reason given")
                     ))),
                     other => Err(PlatformError::Boot(format!(
@@ -215,11 +215,9 @@ impl Platform for LocalPlatform {
         "local"
     }
 
-    fn provision(
-        &self,
-        id: &SandboxId,
-        userdata: &str,
-    ) -> Result<serde_json::Value, PlatformError> {
+    fn provision(&self, request: &ProvisionRequest) -> Result<serde_json::Value, PlatformError> {
+        let (id, userdata) = (&request.id, &request.userdata);
+        let tools = self.tools.clone().map_err(PlatformError::Boot)?;
         let layout = self.layout(id);
         let socket_len = layout.agent_socket().as_os_str().len();
         if socket_len >= MAX_SOCKET_PATH {
@@ -245,7 +243,7 @@ impl Platform for LocalPlatform {
         fs::write(layout.userdata(), userdata).map_err(io)?;
         let config = AgentConfig {
             id: id.to_string(),
-            tools: self.tools.clone(),
+            tools,
             path: self.path_var.clone(),
         };
         let json =

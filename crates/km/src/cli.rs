@@ -56,9 +56,24 @@ pub(crate) struct InitArgs {
     /// Point km at AWS instead of the local platform
     #[arg(long, requires = "region")]
     pub(crate) aws: bool,
-    /// AWS region, with --aws
-    #[arg(long)]
+    /// AWS region of the record table (and the default for sandboxes), with --aws
+    #[arg(long, requires = "aws")]
     pub(crate) region: Option<String>,
+    /// DynamoDB table of sandbox records, shared by everyone who uses it
+    #[arg(long, requires = "aws", default_value = "km-sandboxes")]
+    pub(crate) table: String,
+    /// EC2 instance type for sandboxes whose profile names none
+    #[arg(long, requires = "aws", default_value = "t3.medium")]
+    pub(crate) instance_type: String,
+    /// Subnet to launch sandboxes in (default: the default VPC's)
+    #[arg(long, requires = "aws")]
+    pub(crate) subnet: Option<String>,
+    /// Security group for sandboxes (default: the VPC's default group)
+    #[arg(long, requires = "aws")]
+    pub(crate) security_group: Option<String>,
+    /// IAM instance profile that lets the SSM agent on a sandbox register
+    #[arg(long, requires = "aws")]
+    pub(crate) instance_profile: Option<String>,
 }
 
 #[derive(Debug, Args)]

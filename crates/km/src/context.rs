@@ -2,14 +2,14 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use km_core::id::SandboxRef;
 use km_core::paths::KmPaths;
+use km_core::platform::Platform;
 use km_core::profile::SearchPath;
 use km_core::record::{SandboxRecord, SandboxStore};
-use km_local::platform::LocalPlatform;
 use km_local::sshd::{SshdTools, find_tools};
-use km_local::store::SqliteStore;
 
 use crate::error::{CommandError, CommandResult, check_file_hint};
 
@@ -60,17 +60,14 @@ impl Context {
         SearchPath { dirs }
     }
 
-    /// Opens the store, which `km init` creates.
-    pub(crate) fn store(&self) -> CommandResult<SqliteStore> {
-        let file = self.paths.store_file();
-        if !file.exists() {
-            return Err(CommandError::user(format!(
-                "km is not initialised on this machine ({} does not exist)",
-                file.display()
-            ))
-            .hint("run `km init`"));
-        }
-        SqliteStore::open(&file).map_err(|e| store_error(&file, e))
+    /// Opens the store `km init` chose for this machine.
+    pub(crate) fn store(&self) -> CommandResult<Box<dyn SandboxStore>> {
+        crate::platforms::open_store(self)
+    }
+
+    /// The platform that runs `record`, chosen by the record itself.
+    pub(crate) fn platform_for(&self, record: &SandboxRecord) -> CommandResult<Arc<dyn Platform>> {
+        crate::platforms::platform_for(self, record)
     }
 
     /// OpenSSH's server tools, honouring `KM_SSHD`.
@@ -85,21 +82,10 @@ impl Context {
         })
     }
 
-    /// The local platform, with OpenSSH's server tools found.
-    pub(crate) fn platform(&self) -> CommandResult<LocalPlatform> {
-        Ok(LocalPlatform::new(
-            self.paths.clone(),
-            self.km_exe.clone(),
-            self.tools()?,
-            self.path_var.clone(),
-            current_user(),
-        ))
-    }
-
     /// Finds the sandbox a user reference names.
     pub(crate) fn resolve(
         &self,
-        store: &impl SandboxStore,
+        store: &dyn SandboxStore,
         text: &str,
     ) -> CommandResult<SandboxRecord> {
         let reference: SandboxRef = text.parse().map_err(|e: km_core::id::IdError| {

@@ -82,7 +82,7 @@ pub(crate) fn try_lock(context: &Context, id: &SandboxId) -> CommandResult<Optio
 /// Makes `pair` (already at `<id>.new`) the sandbox's current key on this machine.
 pub(crate) fn commit(
     context: &Context,
-    store: &impl SandboxStore,
+    store: &dyn SandboxStore,
     id: &SandboxId,
     pair: &KeyPair,
 ) -> CommandResult<()> {
@@ -126,7 +126,7 @@ pub(crate) enum Recovery {
 /// which key it accepts. Safe to call from any command that is about to use the key.
 pub(crate) fn recover(
     context: &Context,
-    store: &impl SandboxStore,
+    store: &dyn SandboxStore,
     platform: &dyn Platform,
     record: &SandboxRecord,
 ) -> CommandResult<Recovery> {
@@ -183,7 +183,7 @@ pub(crate) fn recover(
 /// [`recover`], telling the operator what it did.
 pub(crate) fn recover_and_report(
     context: &Context,
-    store: &impl SandboxStore,
+    store: &dyn SandboxStore,
     platform: &dyn Platform,
     record: &SandboxRecord,
 ) -> CommandResult<()> {

@@ -10,6 +10,8 @@ mod context;
 mod error;
 mod interrupts;
 mod key_rotation;
+mod platforms;
+mod settings;
 mod ssh_client;
 mod ssh_entries;
 mod ui;

@@ -173,6 +173,15 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// The resolved `spec.runtime` (region, instance type, AMI), empty where unset.
+    pub fn runtime(&self) -> Runtime {
+        self.resolved
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.runtime.clone())
+            .unwrap_or_default()
+    }
+
     /// The resolved profile as YAML.
     pub fn to_yaml(&self) -> String {
         serde_saphyr::to_string(&self.resolved).unwrap_or_default()

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use km_core::id::{Alias, SandboxId};
 use km_core::keys::{KeyPair, key_material};
-use km_core::platform::Platform;
-use km_core::profile::{Substrate, load_profile};
+use km_core::platform::{Platform, ProvisionRequest};
+use km_core::profile::{Profile, load_profile};
 use km_core::record::{NewSandbox, SandboxStore, Status};
 use km_core::remote_script::{parse_probe, probe_script};
 use km_core::userdata::UserData;
@@ -22,6 +22,7 @@ use crate::commands::destroy::forget_operator_state;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult, not_yet};
 use crate::interrupts::{INTERRUPTED_EXIT, Interrupts};
+use crate::platforms;
 use crate::ssh_entries;
 use crate::ui;
 
@@ -50,15 +51,8 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
         )
         .hint(format!("km create {}", args.profile.display())));
     }
-    if profile.substrate == Substrate::Ec2 {
-        return Err(CommandError::user(format!(
-            "profile {} needs the AWS platform, which is not part of this km build",
-            profile.name
-        ))
-        .hint("use a profile with `spec.runtime.substrate: local`, e.g. `km create profiles/default.yaml`"));
-    }
+    let platform = platforms::platform_for_substrate(context, profile.substrate)?;
     let store = context.store()?;
-    let platform = context.platform()?;
     let id = SandboxId::generate(&profile.prefix).map_err(|e| CommandError::user(e.to_string()))?;
     let created_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -85,12 +79,16 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
         .set_resources(&id, &creator)
         .map_err(CommandError::from)
         .and_then(|()| {
+            let plan = Plan {
+                id: &id,
+                alias: alias.as_ref(),
+                profile: &profile,
+            };
             build(
                 context,
-                &store,
-                &platform,
-                &id,
-                profile.vscode_enabled,
+                store.as_ref(),
+                platform.as_ref(),
+                &plan,
                 &interrupts,
             )
         });
@@ -110,7 +108,7 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
-            let error = roll_back(context, &store, &platform, &id, error);
+            let error = roll_back(context, store.as_ref(), platform.as_ref(), &id, error);
             if interrupts.received() {
                 ui::print_error(&error);
                 return Ok(ExitCode::from(INTERRUPTED_EXIT));
@@ -123,8 +121,8 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
 /// Removes everything `build` may have made, and says truthfully what it could not remove.
 fn roll_back(
     context: &Context,
-    store: &impl SandboxStore,
-    platform: &impl Platform,
+    store: &dyn SandboxStore,
+    platform: &dyn Platform,
     id: &SandboxId,
     error: CommandError,
 ) -> CommandError {
@@ -175,14 +173,22 @@ fn check_interrupts(interrupts: &Interrupts, id: &SandboxId) -> CommandResult<()
     Ok(())
 }
 
+/// What `build` makes a sandbox from.
+struct Plan<'a> {
+    id: &'a SandboxId,
+    alias: Option<&'a Alias>,
+    profile: &'a Profile,
+}
+
 fn build(
     context: &Context,
-    store: &impl SandboxStore,
-    platform: &impl Platform,
-    id: &SandboxId,
-    vscode_enabled: bool,
+    store: &dyn SandboxStore,
+    platform: &dyn Platform,
+    plan: &Plan<'_>,
     interrupts: &Interrupts,
 ) -> CommandResult<()> {
+    let id = plan.id;
+    let vscode_enabled = plan.profile.vscode_enabled;
     let public_line = if vscode_enabled {
         let pair =
             KeyPair::generate(&id.key_comment()).map_err(|e| CommandError::user(e.to_string()))?;
@@ -211,7 +217,12 @@ fn build(
     let mut resources = {
         let _spinner = ui::Spinner::start(&format!("booting {id}"));
         platform
-            .provision(id, &userdata)
+            .provision(&ProvisionRequest {
+                id: id.clone(),
+                alias: plan.alias.cloned(),
+                userdata,
+                runtime: plan.profile.runtime(),
+            })
             .map_err(|e| CommandError::user(format!("sandbox {id} failed to boot")).cause(e))?
     };
     if let Some(fields) = resources.as_object_mut() {

@@ -3,8 +3,6 @@
 use std::process::ExitCode;
 
 use km_core::id::SandboxId;
-use km_core::platform::Platform;
-use km_core::record::SandboxStore;
 
 use crate::cli::DestroyArgs;
 use crate::context::Context;
@@ -22,7 +20,7 @@ pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCo
         .hint(format!("km destroy {} --yes", args.sandbox)));
     }
     let store = context.store()?;
-    let record = context.resolve(&store, &args.sandbox)?;
+    let record = context.resolve(store.as_ref(), &args.sandbox)?;
     let id = &record.id;
     if record.locked && !args.force {
         return Err(CommandError::user(format!("sandbox {id} is locked"))
@@ -37,7 +35,7 @@ pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCo
     {
         return Ok(ExitCode::SUCCESS);
     }
-    let platform = context.platform()?;
+    let platform = context.platform_for(&record)?;
     platform.destroy(&record)?;
     forget_operator_state(context, id)?;
     store.delete(id)?;

@@ -1,22 +1,19 @@
-//! `km init`: make this machine ready for the local platform.
+//! `km init`: make this machine ready, for the local platform or (`--aws`) the AWS platform.
 
 use std::process::ExitCode;
 
-use km_core::atomic_file::{ensure_private_dir, write_atomic};
+use km_core::atomic_file::ensure_private_dir;
 use km_core::keys::KEYS_DIR_MODE;
 
 use crate::cli::InitArgs;
 use crate::context::{Context, store_error};
-use crate::error::{CommandError, CommandResult, io_at, not_yet};
+use crate::error::{CommandResult, io_at, not_yet};
+use crate::settings::{PlatformChoice, Settings};
 use crate::ui;
 
 pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode> {
     if args.aws {
-        return Err(CommandError::user(format!(
-            "the AWS platform (region {}) is not part of this km build",
-            args.region.as_deref().unwrap_or("?")
-        ))
-        .hint("run `km init` for the local platform; AWS support is tracked separately"));
+        return crate::platforms::init_aws(context, args);
     }
     if args.sidecars {
         return Err(not_yet(
@@ -37,18 +34,16 @@ pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode>
     }
     km_local::store::SqliteStore::open(&paths.store_file())
         .map_err(|e| store_error(&paths.store_file(), e))?;
-    let config = serde_json::json!({
-        "platform": "local",
-        "sshd": tools.sshd,
-        "sftp_server": tools.sftp_server,
-        "version": env!("CARGO_PKG_VERSION"),
-    });
-    write_atomic(
-        &paths.config_file(),
-        format!("{config:#}\n").as_bytes(),
-        0o600,
-    )
-    .map_err(io_at(&paths.config_file()))?;
+    let mut settings = Settings::load(context).unwrap_or_default();
+    settings.platform = PlatformChoice::Local;
+    for (key, value) in [
+        ("sshd", serde_json::json!(tools.sshd)),
+        ("sftp_server", serde_json::json!(tools.sftp_server)),
+        ("version", serde_json::json!(env!("CARGO_PKG_VERSION"))),
+    ] {
+        settings.other.insert(key.into(), value);
+    }
+    settings.save(context)?;
     ui::status(&format!(
         "✓ {} ready (local platform)",
         paths.km_dir().display()

@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use km_core::platform::Platform;
-use km_core::record::{SandboxStore, Status};
+use km_core::record::Status;
 
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
@@ -11,8 +10,8 @@ use crate::ui;
 
 pub(crate) fn stop(context: &Context, reference: &str) -> CommandResult<ExitCode> {
     let store = context.store()?;
-    let record = context.resolve(&store, reference)?;
-    context.platform()?.stop(&record)?;
+    let record = context.resolve(store.as_ref(), reference)?;
+    context.platform_for(&record)?.stop(&record)?;
     store.set_status(&record.id, Status::Stopped)?;
     ui::status(&format!(
         "✓ Sandbox {} stopped (resume it with `km resume {}`)",
@@ -23,8 +22,8 @@ pub(crate) fn stop(context: &Context, reference: &str) -> CommandResult<ExitCode
 
 pub(crate) fn resume(context: &Context, reference: &str) -> CommandResult<ExitCode> {
     let store = context.store()?;
-    let record = context.resolve(&store, reference)?;
-    let platform = context.platform()?;
+    let record = context.resolve(store.as_ref(), reference)?;
+    let platform = context.platform_for(&record)?;
     {
         let _spinner = ui::Spinner::start(&format!("resuming {}", record.id));
         platform.resume(&record).map_err(|e| {
@@ -47,7 +46,7 @@ pub(crate) fn set_lock(
     locked: bool,
 ) -> CommandResult<ExitCode> {
     let store = context.store()?;
-    let record = context.resolve(&store, reference)?;
+    let record = context.resolve(store.as_ref(), reference)?;
     store.set_locked(&record.id, locked)?;
     if locked {
         ui::status(&format!(

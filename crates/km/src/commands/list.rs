@@ -1,10 +1,12 @@
 //! `km list`: every sandbox, with its status checked against reality.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use km_core::platform::Platform;
-use km_core::record::{SandboxRecord, SandboxStore, Status};
+use km_core::record::{SandboxRecord, Status};
 use km_local::process_tree::ProcessIdentity;
 
 use crate::cli::ListArgs;
@@ -14,7 +16,7 @@ use crate::ui;
 
 /// What the record says, corrected by whether the agent really answers. A create that never
 /// finished is `starting` while its creator runs and `failed` after, never `running`.
-pub(crate) fn live_status(platform: &impl Platform, record: &SandboxRecord) -> Status {
+pub(crate) fn live_status(platform: &dyn Platform, record: &SandboxRecord) -> Status {
     match record.status {
         Status::Starting => {
             let creator: Option<ProcessIdentity> =
@@ -38,12 +40,19 @@ pub(crate) fn live_status(platform: &impl Platform, record: &SandboxRecord) -> S
 
 pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode> {
     let store = context.store()?;
-    let platform = context.platform()?;
     let records = store.list()?;
+    // One platform per name; a record whose platform this build lacks shows what was recorded.
+    let mut platforms: HashMap<String, Option<Arc<dyn Platform>>> = HashMap::new();
     let rows: Vec<(SandboxRecord, Status)> = records
         .into_iter()
         .map(|record| {
-            let status = live_status(&platform, &record);
+            let platform = platforms
+                .entry(record.platform.clone())
+                .or_insert_with(|| context.platform_for(&record).ok());
+            let status = match platform {
+                Some(platform) => live_status(platform.as_ref(), &record),
+                None => record.status,
+            };
             (record, status)
         })
         .collect();

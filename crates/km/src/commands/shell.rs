@@ -8,7 +8,6 @@
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
-use km_core::platform::Platform;
 use km_core::userdata::shell_quote;
 
 use crate::cli::ShellArgs;
@@ -19,8 +18,8 @@ use crate::ssh_client::ssh_command;
 
 pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode> {
     let store = context.store()?;
-    let record = context.resolve(&store, &args.sandbox)?;
-    let platform = context.platform()?;
+    let record = context.resolve(store.as_ref(), &args.sandbox)?;
+    let platform = context.platform_for(&record)?;
     if args.command.is_empty() {
         if !record.vscode_enabled {
             return Err(CommandError::user(format!(
@@ -29,7 +28,7 @@ pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode
             ))
             .hint(format!("run a command instead: km shell {} -- <command>", record.id)));
         }
-        recover_and_report(context, &store, &platform, &record)?;
+        recover_and_report(context, store.as_ref(), platform.as_ref(), &record)?;
         let status = ssh_command(
             context,
             &record.id,

@@ -344,3 +344,49 @@ fn init_without_sshd_says_how_to_fix_it_and_creates_nothing() {
     );
     assert!(!home.path().join(".km").exists());
 }
+
+#[test]
+fn commands_that_do_not_boot_a_sandbox_do_not_need_sshd() {
+    let mut env = TestEnv::new();
+    let id = env.create("headless", Some("nosshd"));
+    for args in [
+        vec!["list"],
+        vec!["lock", "nosshd"],
+        vec!["unlock", "nosshd"],
+        vec!["stop", "nosshd"],
+        // The sandbox keeps the sshd it was created with.
+        vec!["resume", "nosshd"],
+        vec!["stop", "nosshd"],
+    ] {
+        let output = env
+            .command(&args)
+            .env("KM_SSHD", "/nonexistent/sshd")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "km {args:?}: {output:?}");
+    }
+    let output = env
+        .command(&["destroy", "nosshd", "--yes"])
+        .env("KM_SSHD", "/nonexistent/sshd")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    env.track(&id);
+    env.destroy_if_listed(&id);
+}
+
+#[test]
+fn a_build_without_aws_says_how_to_get_one() {
+    let env = TestEnv::new();
+    if cfg!(feature = "aws") {
+        return;
+    }
+    let stderr = env.fails(&["init", "--aws", "--region", "us-east-1"]);
+    assert!(
+        stderr.contains("hint: build one that has it: cargo build --release --features aws"),
+        "{stderr}"
+    );
+    let stderr = env.fails(&["create", repo_profile("ec2").to_str().unwrap()]);
+    assert!(stderr.contains("without the AWS platform"), "{stderr}");
+    assert!(env.list_json().is_empty());
+}

@@ -119,6 +119,14 @@ impl TestEnv {
         self.created.push(id.to_owned());
     }
 
+    /// Destroys the sandbox if it still exists (a test may have destroyed it another way).
+    pub(crate) fn destroy_if_listed(&mut self, id: &str) {
+        if self.list_json().iter().any(|s| s["id"] == id) {
+            self.destroy(id);
+        }
+        self.created.retain(|c| c != id);
+    }
+
     pub(crate) fn destroy(&mut self, id: &str) {
         self.ok(&["destroy", id, "--yes", "--force"]);
         self.created.retain(|c| c != id);

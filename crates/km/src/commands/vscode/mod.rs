@@ -42,7 +42,7 @@ fn require_enabled(record: &SandboxRecord) -> CommandResult<()> {
 }
 
 /// Runs the pre-flight probe over the command channel.
-fn probe(platform: &impl Platform, record: &SandboxRecord) -> CommandResult<Probe> {
+fn probe(platform: &dyn Platform, record: &SandboxRecord) -> CommandResult<Probe> {
     let script = probe_script(&platform.sshd_check(), &platform.host_key_path(record));
     let output = platform.exec(record, &script, PROBE_TIMEOUT)?;
     Ok(parse_probe(&output.stdout))

@@ -31,10 +31,10 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<ExitCode> {
     let store = context.store()?;
-    let record = context.resolve(&store, &args.sandbox)?;
+    let record = context.resolve(store.as_ref(), &args.sandbox)?;
     require_enabled(&record)?;
     let id = record.id.clone();
-    let platform = context.platform()?;
+    let platform = context.platform_for(&record)?;
 
     if !platform.is_running(&record) {
         return Err(CommandError::user(format!("sandbox {id} is not running"))
@@ -45,12 +45,12 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
         return Err(CommandError::user(format!("sandbox {id} is locked"))
             .hint(format!("km unlock {id}, or pass --force")));
     }
-    let found = probe(&platform, &record)?;
+    let found = probe(platform.as_ref(), &record)?;
     if let Some(problem) = found.problem() {
         return Err(problem_error(&record, problem));
     }
     ui::status("✓ Pre-flight check passed");
-    recover_and_report(context, &store, &platform, &record)?;
+    recover_and_report(context, store.as_ref(), platform.as_ref(), &record)?;
 
     let files = KeyFiles::of(context, &id);
     let old_fingerprint = fingerprint_of_file(&files.public).ok();
@@ -96,9 +96,9 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
     ));
 
     let old_line = found.key_line_for(&id.key_comment()).map(str::to_owned);
-    if let Err(error) = push_and_verify(context, &platform, &record, &new_line) {
+    if let Err(error) = push_and_verify(context, platform.as_ref(), &record, &new_line) {
         return Err(roll_back(
-            &platform,
+            platform.as_ref(),
             &record,
             &files,
             old_line.as_deref(),
@@ -107,7 +107,7 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
     }
     ui::status("✓ Pushed to sandbox (verified by read-back and a real login)");
 
-    key_rotation::commit(context, &store, &id, &new_pair)?;
+    key_rotation::commit(context, store.as_ref(), &id, &new_pair)?;
     ui::status(&format!(
         "✓ Local key {} replaced atomically",
         files.private.display()
@@ -126,7 +126,7 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
 /// Puts the sandbox's old line back and drops the new local pair; says truthfully how far
 /// that got.
 fn roll_back(
-    platform: &impl Platform,
+    platform: &dyn Platform,
     record: &SandboxRecord,
     files: &KeyFiles,
     old_line: Option<&str>,
@@ -164,7 +164,7 @@ fn roll_back(
 
 fn push_and_verify(
     context: &Context,
-    platform: &impl Platform,
+    platform: &dyn Platform,
     record: &SandboxRecord,
     new_line: &str,
 ) -> CommandResult<()> {
@@ -194,7 +194,7 @@ fn push_and_verify(
 }
 
 fn restore_remote(
-    platform: &impl Platform,
+    platform: &dyn Platform,
     record: &SandboxRecord,
     old_line: Option<&str>,
 ) -> Result<(), ()> {

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use km_core::platform::{Platform, PlatformError};
-use km_core::record::{SandboxRecord, SandboxStore, Status};
-use km_local::platform::LocalPlatform;
+use km_core::record::{SandboxRecord, Status};
 
 use crate::cli::VscodeStartArgs;
 use crate::context::Context;
@@ -30,7 +29,7 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
 pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<ExitCode> {
     let store = context.store()?;
-    let record = context.resolve(&store, &args.sandbox)?;
+    let record = context.resolve(store.as_ref(), &args.sandbox)?;
     require_enabled(&record)?;
     let id = record.id.clone();
     let port = args.local_port;
@@ -56,16 +55,16 @@ pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<Ex
             "bootstrap a new key on this machine: km vscode rekey {id}"
         )));
     }
-    let platform = context.platform()?;
+    let platform = context.platform_for(&record)?;
     if !platform.is_running(&record) {
         return Err(CommandError::user(format!("sandbox {id} is not running"))
             .hint(format!("km resume {id}")));
     }
-    let found = probe(&platform, &record)?;
+    let found = probe(platform.as_ref(), &record)?;
     if let Some(problem) = found.problem() {
         return Err(problem_error(&record, problem));
     }
-    recover_and_report(context, &store, &platform, &record)?;
+    recover_and_report(context, store.as_ref(), platform.as_ref(), &record)?;
     let entry = ssh_entries::host_entry(context, &id, port, &platform.login_user())?;
     ssh_entries::upsert_host(context, &entry)?;
     ui::status(&format!(
@@ -102,7 +101,7 @@ enum Ending {
 fn serve(
     context: &Context,
     listener: TcpListener,
-    platform: LocalPlatform,
+    platform: Arc<dyn Platform>,
     record: SandboxRecord,
 ) -> CommandResult<ExitCode> {
     listener
@@ -113,7 +112,6 @@ fn serve(
         .enable_all()
         .build()
         .map_err(|e| CommandError::user("cannot start the tunnel's runtime").cause(e))?;
-    let platform = Arc::new(platform);
     let record = Arc::new(record);
     let ending = runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -129,10 +127,17 @@ fn serve(
                     let socket = socket.into_std()?;
                     let platform = Arc::clone(&platform);
                     let record = Arc::clone(&record);
-                    tokio::task::spawn_blocking(move || hand_off(&platform, &record, &socket));
+                    tokio::task::spawn_blocking(move || hand_off(platform.as_ref(), &record, &socket));
                 }
                 _ = tokio::time::sleep_until(next_check) => {
-                    let alive = platform.is_running(&record);
+                    // A platform may block (an AWS call), so ask off the tunnel's threads.
+                    let alive = {
+                        let platform = Arc::clone(&platform);
+                        let record = Arc::clone(&record);
+                        tokio::task::spawn_blocking(move || platform.is_running(&record))
+                            .await
+                            .unwrap_or(false)
+                    };
                     if alive {
                         if down {
                             ui::status(&format!("✓ Sandbox {} is reachable again; forwarding resumed", record.id));
@@ -170,7 +175,7 @@ fn serve(
     }
 }
 
-fn hand_off(platform: &LocalPlatform, record: &SandboxRecord, socket: &std::net::TcpStream) {
+fn hand_off(platform: &dyn Platform, record: &SandboxRecord, socket: &std::net::TcpStream) {
     match platform.open_stream(record, &[socket.as_raw_fd()]) {
         Ok(_session) => {}
         Err(PlatformError::NotRunning(_)) => {}

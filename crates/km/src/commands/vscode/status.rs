@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use km_core::keys::{fingerprint_of_file, fingerprint_of_line, key_material};
-use km_core::platform::Platform;
 use serde::Serialize;
 
 use crate::cli::VscodeStatusArgs;
@@ -35,10 +34,10 @@ fn check(name: &'static str, ok: bool, detail: impl Into<String>) -> Check {
 
 pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<ExitCode> {
     let store = context.store()?;
-    let record = context.resolve(&store, &args.sandbox)?;
+    let record = context.resolve(store.as_ref(), &args.sandbox)?;
     require_enabled(&record)?;
     let id = &record.id;
-    let platform = context.platform()?;
+    let platform = context.platform_for(&record)?;
     let mut checks = Vec::new();
     let running = platform.is_running(&record);
     checks.push(check(
@@ -51,8 +50,8 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
         },
     ));
     if running {
-        recover_and_report(context, &store, &platform, &record)?;
-        let found = probe(&platform, &record)?;
+        recover_and_report(context, store.as_ref(), platform.as_ref(), &record)?;
+        let found = probe(platform.as_ref(), &record)?;
         checks.push(check(
             "sshd available",
             found.sshd_active,
