@@ -49,6 +49,9 @@ pub enum PlatformError {
     /// The command or stream channel failed.
     #[error("{0}")]
     Channel(String),
+    /// The platform has no command or stream channel to this sandbox (yet).
+    #[error("{0}")]
+    NoCommandChannel(String),
 }
 
 /// A stream to the sandbox's sshd that outlives the call that opened it.

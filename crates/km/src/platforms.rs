@@ -140,3 +140,105 @@ mod aws {
         Err(not_built())
     }
 }
+
+#[cfg(feature = "aws")]
+mod aws {
+    //! The AWS platform: records in DynamoDB, sandboxes on EC2.
+
+    use std::process::ExitCode;
+    use std::sync::Arc;
+
+    use km_aws::{DynamoStore, Ec2Platform, TableSetup};
+    use km_core::platform::Platform;
+    use km_core::record::SandboxStore;
+
+    use crate::cli::InitArgs;
+    use crate::context::Context;
+    use crate::error::{CommandError, CommandResult};
+    use crate::settings::{AwsSettings, PlatformChoice, Settings};
+    use crate::ui;
+
+    fn sdk_settings(settings: &AwsSettings) -> km_aws::AwsSettings {
+        km_aws::AwsSettings {
+            region: settings.region.clone(),
+            table: settings.table.clone(),
+            instance_type: settings.instance_type.clone(),
+            subnet: settings.subnet.clone(),
+            security_group: settings.security_group.clone(),
+            instance_profile: settings.instance_profile.clone(),
+        }
+    }
+
+    fn saved(context: &Context) -> CommandResult<AwsSettings> {
+        Settings::load(context)?.aws.ok_or_else(|| {
+            CommandError::user("the AWS platform is not set up on this machine")
+                .hint("run `km init --aws --region <region>`")
+        })
+    }
+
+    pub(super) fn open_store(
+        _context: &Context,
+        settings: &Settings,
+    ) -> CommandResult<Box<dyn SandboxStore>> {
+        let aws = settings.aws.as_ref().ok_or_else(|| {
+            CommandError::user("km's settings choose AWS but hold no AWS settings")
+                .hint("run `km init --aws --region <region>` again")
+        })?;
+        Ok(Box::new(DynamoStore::open(&sdk_settings(aws))?))
+    }
+
+    pub(super) fn platform(context: &Context) -> CommandResult<Arc<dyn Platform>> {
+        Ok(Arc::new(Ec2Platform::new(sdk_settings(&saved(context)?))?))
+    }
+
+    pub(super) fn init(context: &Context, args: &InitArgs) -> CommandResult<ExitCode> {
+        let region = args.region.clone().ok_or_else(|| {
+            CommandError::user("km init --aws needs --region")
+                .hint("km init --aws --region us-east-1")
+        })?;
+        let wanted = AwsSettings {
+            region,
+            table: args.table.clone(),
+            instance_type: args.instance_type.clone(),
+            subnet: args.subnet.clone(),
+            security_group: args.security_group.clone(),
+            instance_profile: args.instance_profile.clone(),
+        };
+        // The table first: a failure leaves this machine's settings as they were.
+        let setup = km_aws::ensure_table(&sdk_settings(&wanted)).map_err(|failure| {
+            CommandError::user(format!(
+                "cannot set up the record table {} in {}",
+                wanted.table, wanted.region
+            ))
+            .cause(failure)
+        })?;
+        for dir in [context.paths.km_dir(), context.paths.keys_dir()] {
+            km_core::atomic_file::ensure_private_dir(&dir, 0o700)
+                .map_err(crate::error::io_at(&dir))?;
+        }
+        let mut settings = Settings::load(context).unwrap_or_default();
+        let unchanged = settings.platform == PlatformChoice::Aws
+            && settings.aws.as_ref() == Some(&wanted)
+            && setup == TableSetup::AlreadyThere;
+        settings.platform = PlatformChoice::Aws;
+        settings.aws = Some(wanted.clone());
+        settings.save(context)?;
+        match setup {
+            TableSetup::Created => ui::status(&format!(
+                "✓ Created the record table {} in {}",
+                wanted.table, wanted.region
+            )),
+            TableSetup::AlreadyThere => ui::status(&format!(
+                "✓ Record table {} in {} is already there",
+                wanted.table, wanted.region
+            )),
+        }
+        if unchanged {
+            ui::status("✓ Nothing to change: this machine was already set up exactly so");
+        } else {
+            ui::status("✓ This machine now uses the AWS platform (settings in ~/.km/config.json)");
+        }
+        ui::status("next: km create profiles/ec2.yaml --alias my-poc");
+        Ok(ExitCode::SUCCESS)
+    }
+}

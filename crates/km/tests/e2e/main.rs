@@ -1,6 +1,8 @@
 //! End-to-end tests: the real `km` binary, real OpenSSH `ssh`/`sshd`, real SQLite, each test in
 //! its own temporary HOME. Every sandbox a test creates is destroyed by that test.
 
+#[cfg(feature = "aws")]
+mod aws;
 mod hardening;
 mod interrupts;
 mod lifecycle;

@@ -1,0 +1,382 @@
+//! Sandboxes as EC2 instances: launched from the rendered userdata, tagged with the sandbox ID
+//! and alias, stopped, started and terminated in the sandbox's own region.
+//!
+//! The command channel (SSM SendCommand) and the ssh stream (an SSM session) are the AWS
+//! platform's next part; until then `exec` and the streams say so plainly.
+
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{
+    IamInstanceProfileSpecification, InstanceStateName, InstanceType, ResourceType, Tag,
+    TagSpecification,
+};
+use km_core::platform::{ExecOutput, Platform, PlatformError, ProvisionRequest, StreamSession};
+use km_core::record::SandboxRecord;
+
+use crate::connect::{AwsSettings, block_on, runtime, sdk_config};
+use crate::failure::AwsFailure;
+
+/// The public SSM parameter naming the newest Amazon Linux 2023 image.
+const AL2023_PARAMETER: &str =
+    "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+/// EC2 refuses userdata larger than this (before base64).
+pub const MAX_USERDATA_BYTES: usize = 16 * 1024;
+/// How long an instance may take to reach `running` or `stopped`.
+const STATE_TIMEOUT: Duration = Duration::from_secs(600);
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// The tag that names a sandbox on its instance.
+pub const SANDBOX_ID_TAG: &str = "km:sandbox-id";
+/// The tag that carries a sandbox's alias.
+pub const ALIAS_TAG: &str = "km:alias";
+
+/// Runs sandboxes as EC2 instances.
+#[derive(Debug)]
+pub struct Ec2Platform {
+    settings: AwsSettings,
+    runtime: tokio::runtime::Runtime,
+    clients: Mutex<HashMap<String, (Client, aws_sdk_ssm::Client)>>,
+}
+
+/// Where a sandbox's instance is, as its record keeps it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Placement {
+    instance_id: String,
+    region: String,
+}
+
+fn boot(failure: AwsFailure) -> PlatformError {
+    PlatformError::Boot(failure.to_string())
+}
+
+fn channel(failure: AwsFailure) -> PlatformError {
+    PlatformError::Channel(failure.to_string())
+}
+
+impl Ec2Platform {
+    /// A platform that launches with `settings`.
+    pub fn new(settings: AwsSettings) -> Result<Self, PlatformError> {
+        Ok(Self {
+            settings,
+            runtime: runtime().map_err(|e| PlatformError::Boot(e.to_string()))?,
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn clients(&self, region: &str) -> (Client, aws_sdk_ssm::Client) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                block_on(&self.runtime, async {
+                    let config = sdk_config(region).await;
+                    (Client::new(&config), aws_sdk_ssm::Client::new(&config))
+                })
+            })
+            .clone()
+    }
+
+    fn placement(record: &SandboxRecord) -> Result<Placement, PlatformError> {
+        serde_json::from_value(record.resources.clone()).map_err(|_| {
+            PlatformError::Channel(format!(
+                "the record of {} names no EC2 instance (its create did not finish)",
+                record.id
+            ))
+        })
+    }
+
+    /// The instance's state, `None` when EC2 no longer knows it.
+    async fn state(
+        ec2: &Client,
+        instance_id: &str,
+    ) -> Result<Option<InstanceStateName>, AwsFailure> {
+        let described = ec2
+            .describe_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await;
+        match described {
+            Ok(out) => Ok(out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .find(|i| i.instance_id() == Some(instance_id))
+                .and_then(|i| i.state())
+                .and_then(|s| s.name())
+                .cloned()),
+            Err(error) => match AwsFailure::from_sdk(error) {
+                AwsFailure::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn wait_for(
+        ec2: &Client,
+        instance_id: &str,
+        wanted: InstanceStateName,
+    ) -> Result<(), AwsFailure> {
+        let deadline = Instant::now() + STATE_TIMEOUT;
+        loop {
+            let state = Self::state(ec2, instance_id).await?;
+            if state.as_ref() == Some(&wanted) {
+                return Ok(());
+            }
+            if matches!(
+                state,
+                None | Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
+            ) && wanted != InstanceStateName::Terminated
+            {
+                return Err(AwsFailure::Other(format!(
+                    "instance {instance_id} is {} instead of {}",
+                    state.map_or("gone".into(), |s| s.as_str().to_owned()),
+                    wanted.as_str()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(AwsFailure::Other(format!(
+                    "instance {instance_id} did not become {} within {}s",
+                    wanted.as_str(),
+                    STATE_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    async fn image(
+        ssm: &aws_sdk_ssm::Client,
+        requested: Option<&str>,
+    ) -> Result<String, AwsFailure> {
+        if let Some(ami) = requested {
+            return Ok(ami.to_owned());
+        }
+        let out = ssm
+            .get_parameter()
+            .name(AL2023_PARAMETER)
+            .send()
+            .await
+            .map_err(AwsFailure::from_sdk)?;
+        out.parameter()
+            .and_then(|p| p.value())
+            .map(str::to_owned)
+            .ok_or_else(|| AwsFailure::NotFound(format!("{AL2023_PARAMETER} has no value")))
+    }
+
+    async fn launch(
+        &self,
+        ec2: &Client,
+        ssm: &aws_sdk_ssm::Client,
+        request: &ProvisionRequest,
+    ) -> Result<String, AwsFailure> {
+        let image = Self::image(ssm, request.runtime.ami.as_deref()).await?;
+        let instance_type = request
+            .runtime
+            .instance_type
+            .clone()
+            .unwrap_or_else(|| self.settings.instance_type.clone());
+        let mut tags = vec![
+            Tag::builder()
+                .key(SANDBOX_ID_TAG)
+                .value(request.id.as_str())
+                .build(),
+            Tag::builder()
+                .key("Name")
+                .value(format!("km {}", request.id))
+                .build(),
+        ];
+        if let Some(alias) = &request.alias {
+            tags.push(Tag::builder().key(ALIAS_TAG).value(alias.as_str()).build());
+        }
+        let mut launch = ec2
+            .run_instances()
+            .image_id(image)
+            .instance_type(InstanceType::from(instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .user_data(aws_smithy_types::base64::encode(&request.userdata))
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .set_tags(Some(tags))
+                    .build(),
+            );
+        if let Some(subnet) = &self.settings.subnet {
+            launch = launch.subnet_id(subnet);
+        }
+        if let Some(group) = &self.settings.security_group {
+            launch = launch.security_group_ids(group);
+        }
+        if let Some(profile) = &self.settings.instance_profile {
+            launch = launch.iam_instance_profile(
+                IamInstanceProfileSpecification::builder()
+                    .name(profile)
+                    .build(),
+            );
+        }
+        let out = launch.send().await.map_err(AwsFailure::from_sdk)?;
+        out.instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .map(str::to_owned)
+            .ok_or_else(|| AwsFailure::Other("RunInstances returned no instance".into()))
+    }
+
+    fn no_channel(&self, record: &SandboxRecord) -> PlatformError {
+        PlatformError::NoCommandChannel(format!(
+            "sandbox {} runs on EC2, and this km cannot yet run commands or open ssh streams there (that needs SSM, the AWS platform's next part)",
+            record.id
+        ))
+    }
+}
+
+impl Platform for Ec2Platform {
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+
+    fn provision(&self, request: &ProvisionRequest) -> Result<serde_json::Value, PlatformError> {
+        if request.userdata.len() > MAX_USERDATA_BYTES {
+            return Err(PlatformError::Boot(format!(
+                "the userdata is {} bytes, over EC2's {MAX_USERDATA_BYTES}-byte limit",
+                request.userdata.len()
+            )));
+        }
+        let region = request
+            .runtime
+            .region
+            .clone()
+            .unwrap_or_else(|| self.settings.region.clone());
+        let (ec2, ssm) = self.clients(&region);
+        block_on(&self.runtime, async {
+            let instance_id = self.launch(&ec2, &ssm, request).await.map_err(boot)?;
+            if let Err(failure) =
+                Self::wait_for(&ec2, &instance_id, InstanceStateName::Running).await
+            {
+                // Never leave an instance behind that no record points at.
+                let cleanup = ec2
+                    .terminate_instances()
+                    .instance_ids(&instance_id)
+                    .send()
+                    .await;
+                let left = match cleanup {
+                    Ok(_) => "it was terminated".to_owned(),
+                    Err(e) => format!(
+                        "terminating it failed too ({}); terminate {instance_id} in {region} by hand",
+                        AwsFailure::from_sdk(e)
+                    ),
+                };
+                return Err(PlatformError::Boot(format!("{failure}; {left}")));
+            }
+            Ok(serde_json::json!(Placement {
+                instance_id,
+                region: region.clone(),
+            }))
+        })
+    }
+
+    fn resume(&self, record: &SandboxRecord) -> Result<(), PlatformError> {
+        let placement = Self::placement(record)?;
+        let (ec2, _) = self.clients(&placement.region);
+        block_on(&self.runtime, async {
+            ec2.start_instances()
+                .instance_ids(&placement.instance_id)
+                .send()
+                .await
+                .map_err(|e| boot(AwsFailure::from_sdk(e)))?;
+            Self::wait_for(&ec2, &placement.instance_id, InstanceStateName::Running)
+                .await
+                .map_err(boot)
+        })
+    }
+
+    fn stop(&self, record: &SandboxRecord) -> Result<(), PlatformError> {
+        let placement = Self::placement(record)?;
+        let (ec2, _) = self.clients(&placement.region);
+        block_on(&self.runtime, async {
+            ec2.stop_instances()
+                .instance_ids(&placement.instance_id)
+                .send()
+                .await
+                .map_err(|e| channel(AwsFailure::from_sdk(e)))?;
+            Self::wait_for(&ec2, &placement.instance_id, InstanceStateName::Stopped)
+                .await
+                .map_err(channel)
+        })
+    }
+
+    fn destroy(&self, record: &SandboxRecord) -> Result<(), PlatformError> {
+        // A create that died before launching has no instance to terminate.
+        let Ok(placement) = Self::placement(record) else {
+            return Ok(());
+        };
+        let (ec2, _) = self.clients(&placement.region);
+        block_on(&self.runtime, async {
+            match ec2
+                .terminate_instances()
+                .instance_ids(&placement.instance_id)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                // Already gone behind km's back: destroy still cleans up the rest.
+                Err(error) => match AwsFailure::from_sdk(error) {
+                    AwsFailure::NotFound(_) => Ok(()),
+                    other => Err(channel(other)),
+                },
+            }
+        })
+    }
+
+    fn is_running(&self, record: &SandboxRecord) -> bool {
+        let Ok(placement) = Self::placement(record) else {
+            return false;
+        };
+        let (ec2, _) = self.clients(&placement.region);
+        block_on(&self.runtime, async {
+            Self::state(&ec2, &placement.instance_id).await
+        })
+        .is_ok_and(|state| state == Some(InstanceStateName::Running))
+    }
+
+    fn exec(
+        &self,
+        record: &SandboxRecord,
+        _script: &str,
+        _timeout: Duration,
+    ) -> Result<ExecOutput, PlatformError> {
+        Err(self.no_channel(record))
+    }
+
+    fn run_with_stdio(
+        &self,
+        record: &SandboxRecord,
+        _script: &str,
+        _stdio: [RawFd; 3],
+    ) -> Result<i32, PlatformError> {
+        Err(self.no_channel(record))
+    }
+
+    fn open_stream(
+        &self,
+        record: &SandboxRecord,
+        _fds: &[RawFd],
+    ) -> Result<Box<dyn StreamSession>, PlatformError> {
+        Err(self.no_channel(record))
+    }
+
+    fn sshd_check(&self) -> String {
+        "systemctl is-active --quiet sshd".into()
+    }
+
+    fn host_key_path(&self, _record: &SandboxRecord) -> String {
+        "/etc/ssh/ssh_host_ed25519_key.pub".into()
+    }
+
+    fn login_user(&self) -> String {
+        "sandbox".into()
+    }
+}
