@@ -122,6 +122,16 @@ pub(crate) enum Recovery {
     Undecided,
 }
 
+/// Whether [`recover`] waits for another km process that holds the rotation lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IfBusy {
+    /// Wait until it is done, then look again: what a command run by the operator does.
+    Wait,
+    /// Go on without repairing: what `km proxy` does, since the login that km itself makes
+    /// while it holds the lock runs through a `km proxy`.
+    Skip,
+}
+
 /// Finishes or undoes a rotation that a crash or `kill -9` cut short, by asking the sandbox
 /// which key it accepts. Safe to call from any command that is about to use the key.
 pub(crate) fn recover(
@@ -129,13 +139,24 @@ pub(crate) fn recover(
     store: &dyn SandboxStore,
     platform: &dyn Platform,
     record: &SandboxRecord,
+    if_busy: IfBusy,
 ) -> CommandResult<Recovery> {
     let id = &record.id;
     let files = KeyFiles::of(context, id);
     if !files.pending() {
         return Ok(Recovery::NothingPending);
     }
-    let Some(_lock) = try_lock(context, id)? else {
+    let lock = match if_busy {
+        IfBusy::Skip => try_lock(context, id)?,
+        IfBusy::Wait => {
+            let path = context.paths.rekey_lock(id);
+            Some(FileLock::acquire(&path).map_err(|e| {
+                CommandError::user(format!("cannot take the rekey lock {}", path.display()))
+                    .cause(e)
+            })?)
+        }
+    };
+    let Some(_lock) = lock else {
         return Ok(Recovery::InProgress);
     };
     if !files.pending() {
@@ -186,9 +207,10 @@ pub(crate) fn recover_and_report(
     store: &dyn SandboxStore,
     platform: &dyn Platform,
     record: &SandboxRecord,
+    if_busy: IfBusy,
 ) -> CommandResult<()> {
     let id = &record.id;
-    match recover(context, store, platform, record)? {
+    match recover(context, store, platform, record, if_busy)? {
         Recovery::NothingPending | Recovery::InProgress => {}
         Recovery::Finished => ui::status(&format!(
             "✓ Finished an interrupted rekey of {id}: the sandbox already had the new key"

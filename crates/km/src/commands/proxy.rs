@@ -9,14 +9,20 @@ use std::process::ExitCode;
 
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
-use crate::key_rotation::recover_and_report;
+use crate::key_rotation::{IfBusy, recover_and_report};
 
 pub(crate) fn run(context: &Context, reference: &str) -> CommandResult<ExitCode> {
     let store = context.store()?;
     let record = context.resolve(store.as_ref(), reference)?;
     let platform = context.platform_for(&record)?;
     // A login that km itself makes while repairing holds the lock, so this never recurses.
-    recover_and_report(context, store.as_ref(), platform.as_ref(), &record)?;
+    recover_and_report(
+        context,
+        store.as_ref(),
+        platform.as_ref(),
+        &record,
+        IfBusy::Skip,
+    )?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let session = platform.open_stream(&record, &[stdin.as_raw_fd(), stdout.as_raw_fd()])?;

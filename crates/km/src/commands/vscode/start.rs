@@ -17,7 +17,7 @@ use km_core::record::{SandboxRecord, Status};
 use crate::cli::VscodeStartArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
-use crate::key_rotation::recover_and_report;
+use crate::key_rotation::{IfBusy, recover_and_report};
 use crate::ssh_entries;
 use crate::ui;
 
@@ -64,7 +64,13 @@ pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<Ex
     if let Some(problem) = found.problem() {
         return Err(problem_error(&record, problem));
     }
-    recover_and_report(context, store.as_ref(), platform.as_ref(), &record)?;
+    recover_and_report(
+        context,
+        store.as_ref(),
+        platform.as_ref(),
+        &record,
+        IfBusy::Wait,
+    )?;
     let entry = ssh_entries::host_entry(context, &id, port, &platform.login_user())?;
     ssh_entries::upsert_host(context, &entry)?;
     ui::status(&format!(

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::cli::VscodeStatusArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
-use crate::key_rotation::recover_and_report;
+use crate::key_rotation::{IfBusy, recover_and_report};
 use crate::ssh_client::verify_login;
 use crate::ssh_entries::pinned_host_key;
 use crate::ui;
@@ -50,7 +50,13 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
         },
     ));
     if running {
-        recover_and_report(context, store.as_ref(), platform.as_ref(), &record)?;
+        recover_and_report(
+            context,
+            store.as_ref(),
+            platform.as_ref(),
+            &record,
+            IfBusy::Wait,
+        )?;
         let found = probe(platform.as_ref(), &record)?;
         checks.push(check(
             "sshd available",
