@@ -16,6 +16,7 @@ use aws_sdk_ec2::types::{
 };
 use km_core::platform::{ExecOutput, Platform, PlatformError, ProvisionRequest, StreamSession};
 use km_core::record::SandboxRecord;
+use km_core::userdata::Target;
 
 use crate::connect::{AwsSettings, block_on, runtime, sdk_config};
 use crate::failure::AwsFailure;
@@ -378,5 +379,9 @@ impl Platform for Ec2Platform {
 
     fn login_user(&self) -> String {
         "sandbox".into()
+    }
+
+    fn userdata_target(&self) -> Target {
+        Target::Ec2
     }
 }

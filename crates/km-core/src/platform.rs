@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::id::{Alias, SandboxId};
 use crate::profile::Runtime;
 use crate::record::SandboxRecord;
+use crate::userdata::Target;
 
 /// What a script run in the sandbox produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,4 +104,6 @@ pub trait Platform: Send + Sync {
     fn host_key_path(&self, record: &SandboxRecord) -> String;
     /// The user an ssh client logs in as.
     fn login_user(&self) -> String;
+    /// Which variant of the first-boot script this platform runs.
+    fn userdata_target(&self) -> Target;
 }

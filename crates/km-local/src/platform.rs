@@ -16,6 +16,7 @@ use km_core::id::SandboxId;
 use km_core::paths::KmPaths;
 use km_core::platform::{ExecOutput, Platform, PlatformError, ProvisionRequest, StreamSession};
 use km_core::record::SandboxRecord;
+use km_core::userdata::Target;
 
 use crate::agent::AgentConfig;
 use crate::client::AgentClient;
@@ -368,5 +369,9 @@ impl Platform for LocalPlatform {
 
     fn login_user(&self) -> String {
         self.user.clone()
+    }
+
+    fn userdata_target(&self) -> Target {
+        Target::Local
     }
 }

@@ -11,10 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use km_core::id::{Alias, SandboxId};
 use km_core::keys::{KeyPair, key_material};
 use km_core::platform::{Platform, PlatformError, ProvisionRequest};
-use km_core::profile::{Profile, Substrate, load_profile};
+use km_core::profile::{Profile, load_profile};
 use km_core::record::{NewSandbox, SandboxStore, Status};
 use km_core::remote_script::{parse_probe, probe_script};
-use km_core::userdata::{Target, UserData};
+use km_core::userdata::UserData;
 use km_local::process_tree::ProcessIdentity;
 
 use crate::cli::CreateArgs;
@@ -207,10 +207,7 @@ fn build(
         None
     };
     let userdata = UserData {
-        target: match plan.profile.substrate {
-            Substrate::Local => Target::Local,
-            Substrate::Ec2 => Target::Ec2,
-        },
+        target: platform.userdata_target(),
         sandbox_id: id.clone(),
         vscode_enabled,
         vscode_ssh_pub_key: public_line,
