@@ -381,6 +381,11 @@ impl Platform for Ec2Platform {
         "sandbox".into()
     }
 
+    fn streams_outlive_the_caller(&self) -> bool {
+        // An SSM session lives as long as the process that opened it.
+        false
+    }
+
     fn userdata_target(&self) -> Target {
         Target::Ec2
     }

@@ -104,6 +104,9 @@ pub trait Platform: Send + Sync {
     fn host_key_path(&self, record: &SandboxRecord) -> String;
     /// The user an ssh client logs in as.
     fn login_user(&self) -> String;
+    /// Whether a stream, once opened on a descriptor, needs no process of km's to stay alive
+    /// (so `km proxy --fdpass` can hand ssh a socket and exit).
+    fn streams_outlive_the_caller(&self) -> bool;
     /// Which variant of the first-boot script this platform runs.
     fn userdata_target(&self) -> Target;
 }

@@ -371,6 +371,11 @@ impl Platform for LocalPlatform {
         self.user.clone()
     }
 
+    fn streams_outlive_the_caller(&self) -> bool {
+        // The agent's sshd owns the passed descriptor; km's process is not in the data path.
+        true
+    }
+
     fn userdata_target(&self) -> Target {
         Target::Local
     }

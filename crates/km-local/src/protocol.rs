@@ -153,6 +153,17 @@ pub fn send_frame<T: Serialize>(stream: &UnixStream, message: &T, fds: &[RawFd])
     Ok(())
 }
 
+/// Sends `fd` over the Unix socket `socket` the way OpenSSH's `ProxyUseFdpass` expects it:
+/// one data byte carrying one descriptor.
+pub fn pass_descriptor(socket: RawFd, fd: RawFd) -> io::Result<()> {
+    let byte = [0u8; 1];
+    let iov = [IoSlice::new(&byte)];
+    let fds = [fd];
+    let rights = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(socket, &iov, &rights, MsgFlags::empty(), None).map_err(io::Error::from)?;
+    Ok(())
+}
+
 /// What [`recv_frame`] read: the body, or a body too large to read, plus any descriptors.
 #[derive(Debug)]
 pub struct Frame {

@@ -41,7 +41,7 @@ pub(crate) enum Command {
     Vscode(VscodeCommand),
     /// ssh ProxyCommand: connect stdin/stdout to the sandbox's sshd
     /// (`ssh -o ProxyCommand='km proxy <sb>' …`)
-    Proxy(SandboxArg),
+    Proxy(ProxyArgs),
     /// The sandbox agent (started by km itself)
     #[command(name = "__agent", hide = true)]
     Agent(AgentArgs),
@@ -125,6 +125,16 @@ pub(crate) struct SandboxArg {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct ProxyArgs {
+    /// The sandbox: ID, alias or list number
+    pub(crate) sandbox: String,
+    /// Hand ssh a connected socket and exit at once (with `ProxyUseFdpass yes`): no km process
+    /// stays alive for the connection
+    #[arg(long)]
+    pub(crate) fdpass: bool,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct ShellArgs {
     /// The sandbox: ID, alias or list number
     pub(crate) sandbox: String,
@@ -136,6 +146,7 @@ pub(crate) struct ShellArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum VscodeCommand {
     /// Write the ssh config entry and forward 127.0.0.1:<port> to the sandbox's sshd until Ctrl-C
+    /// (or, with --proxy, write a ProxyCommand entry and return)
     Start(VscodeStartArgs),
     /// Check that VS Code can connect: sshd, authorized_keys, key match, host key, real login
     Status(VscodeStatusArgs),
@@ -150,6 +161,10 @@ pub(crate) struct VscodeStartArgs {
     /// The local port VS Code connects to
     #[arg(long, default_value_t = 2222, value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) local_port: u16,
+    /// Write a ProxyCommand entry instead of forwarding a port, and return at once: no
+    /// terminal stays open, no port can collide, and each connection starts km only briefly
+    #[arg(long, conflicts_with = "local_port")]
+    pub(crate) proxy: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ use km_core::atomic_file::{RefusedReplace, edit_locked};
 use km_core::id::SandboxId;
 use km_core::known_hosts;
 use km_core::ssh_config::{self, BlockError, HostEntry};
+use km_core::userdata::shell_quote;
 
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult, check_file_hint};
@@ -71,26 +72,83 @@ fn io_error(path: &std::path::Path, error: std::io::Error) -> CommandError {
         .hint(check_file_hint(path))
 }
 
-/// The `Host km-<id>` entry VS Code and ssh use through `km vscode start`.
+/// How ssh reaches the sandbox from a Host entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Through the `km vscode start` tunnel on 127.0.0.1:<port>.
+    Port(u16),
+    /// Through `km proxy` as the ProxyCommand; `fdpass` when km hands ssh a socket and exits.
+    Proxy { fdpass: bool },
+}
+
+/// The `ProxyCommand` line for `id`: km by absolute path, shell-quoted, `%` escaped.
+fn proxy_command(context: &Context, id: &SandboxId, fdpass: bool) -> CommandResult<String> {
+    let exe = context.km_exe.display().to_string();
+    if exe.chars().any(char::is_control) {
+        return Err(CommandError::user(format!(
+            "km's own path {exe:?} holds a control character, which an ssh config cannot carry"
+        )));
+    }
+    let flag = if fdpass { " --fdpass" } else { "" };
+    Ok(format!(
+        "{} proxy{flag} {id}",
+        shell_quote(&exe).replace('%', "%%")
+    ))
+}
+
+/// Which transport an existing entry uses, read back from `~/.ssh/config`.
+pub(crate) fn entry_transport(context: &Context, id: &SandboxId) -> Option<Transport> {
+    let text = std::fs::read_to_string(context.paths.ssh_config()).ok()?;
+    let entry = ssh_config::parse_entries(&text)
+        .ok()?
+        .into_iter()
+        .find(|e| e.alias == id.host_alias())?;
+    let value = |name: &str| {
+        entry.lines.iter().find_map(|line| {
+            let (key, rest) = line.trim().split_once(char::is_whitespace)?;
+            key.eq_ignore_ascii_case(name)
+                .then(|| rest.trim().to_owned())
+        })
+    };
+    match value("ProxyCommand") {
+        Some(command) if command != "none" => Some(Transport::Proxy {
+            fdpass: value("ProxyUseFdpass").is_some_and(|v| v == "yes"),
+        }),
+        _ => value("Port")?.parse().ok().map(Transport::Port),
+    }
+}
+
+/// The `Host km-<id>` entry VS Code and ssh use.
 pub(crate) fn host_entry(
     context: &Context,
     id: &SandboxId,
-    port: u16,
+    transport: Transport,
     user: &str,
 ) -> CommandResult<HostEntry> {
     let alias = id.host_alias();
     let key = context.paths.private_key(id);
     let known = context.paths.known_hosts();
-    let entry = HostEntry::new(alias.clone())
-        .option("HostName", "127.0.0.1")
-        .option("Port", port.to_string())
+    let entry = HostEntry::new(alias.clone()).option("HostName", "127.0.0.1");
+    let entry = match transport {
+        Transport::Port(port) => entry
+            .option("Port", port.to_string())
+            .option("ProxyCommand", "none"),
+        Transport::Proxy { fdpass } => {
+            let entry = entry.option("ProxyCommand", proxy_command(context, id, fdpass)?);
+            if fdpass {
+                entry.option("ProxyUseFdpass", "yes")
+            } else {
+                entry
+            }
+        }
+    };
+    let entry = entry
         .option("User", ssh_config::quote_value(user)?)
         .path_option("IdentityFile", &key.display().to_string())?
         .option("IdentitiesOnly", "yes")
         .option("HostKeyAlias", alias)
         .path_option("UserKnownHostsFile", &known.display().to_string())?
         .option("StrictHostKeyChecking", "yes")
-        .option("ProxyCommand", "none")
         .option("ProxyJump", "none")
         .option("ServerAliveInterval", "30");
     Ok(entry)

@@ -30,7 +30,7 @@ pub(crate) fn dispatch(command: Command, context: &Context) -> CommandResult<Exi
         Command::Unlock(args) => lifecycle::set_lock(context, &args.sandbox, false),
         Command::Shell(args) => shell::run(context, &args),
         Command::Vscode(command) => vscode::dispatch(context, command),
-        Command::Proxy(args) => proxy::run(context, &args.sandbox),
+        Command::Proxy(args) => proxy::run(context, &args),
         Command::Agent(args) => agent::run(&args),
     }
 }

@@ -1,19 +1,26 @@
-//! `km proxy`: an ssh ProxyCommand that hands its own stdin and stdout to the sandbox's sshd.
+//! `km proxy`: an ssh ProxyCommand that connects ssh to the sandbox's sshd.
 //!
-//! After the hand-off no byte passes through this process; it only waits so that ssh sees it
-//! live for as long as the session is.
+//! Plain form: this process's own stdin and stdout are handed to the sandbox's sshd; no byte
+//! passes through it, and it only waits so that ssh sees it live for as long as the session is.
+//! `--fdpass` form (ssh's `ProxyUseFdpass yes`): a socket pair is made, one end goes to the
+//! sandbox's sshd and the other to ssh over its stdout, and km exits at once, so no km process
+//! lives on per connection and ssh talks to sshd over a Unix socket with no TCP delays.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
+use km_local::protocol::pass_descriptor;
+
+use crate::cli::ProxyArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::key_rotation::{IfBusy, recover_and_report};
 
-pub(crate) fn run(context: &Context, reference: &str) -> CommandResult<ExitCode> {
+pub(crate) fn run(context: &Context, args: &ProxyArgs) -> CommandResult<ExitCode> {
     let store = context.store()?;
-    let record = context.resolve(store.as_ref(), reference)?;
+    let record = context.resolve(store.as_ref(), &args.sandbox)?;
     let platform = context.platform_for(&record)?;
     // A login that km itself makes while repairing holds the lock, so this never recurses.
     recover_and_report(
@@ -23,6 +30,29 @@ pub(crate) fn run(context: &Context, reference: &str) -> CommandResult<ExitCode>
         &record,
         IfBusy::Skip,
     )?;
+    if args.fdpass {
+        if !platform.streams_outlive_the_caller() {
+            return Err(CommandError::user(format!(
+                "sandbox {} is reached through a process that must stay alive, so km cannot hand ssh a socket and exit",
+                record.id
+            ))
+            .hint(format!(
+                "rewrite the entry with `km vscode start --proxy {}`, which picks the form that works",
+                record.id
+            )));
+        }
+        let (ours, theirs) = UnixStream::pair()
+            .map_err(|e| CommandError::user("cannot make a socket pair").cause(e))?;
+        // The session handle is dropped unwaited: the sandbox's sshd owns `theirs` now.
+        let _session = platform.open_stream(&record, &[theirs.as_raw_fd()])?;
+        drop(theirs);
+        pass_descriptor(std::io::stdout().as_raw_fd(), ours.as_raw_fd()).map_err(|e| {
+            CommandError::user("cannot hand the connection to ssh")
+                .cause(e)
+                .hint("--fdpass needs `ProxyUseFdpass yes` in the ssh config entry; rewrite it with `km vscode start --proxy <sb>`")
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let session = platform.open_stream(&record, &[stdin.as_raw_fd(), stdout.as_raw_fd()])?;

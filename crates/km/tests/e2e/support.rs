@@ -183,6 +183,8 @@ impl TestEnv {
     pub(crate) fn ssh_config(&self, host: &str) -> Command {
         let mut command = Command::new("ssh");
         command
+            // A ProxyCommand entry runs km, which must find this test's ~/.km.
+            .env("HOME", self.home())
             .arg("-F")
             .arg(self.home().join(".ssh/config"))
             .args(["-o", "BatchMode=yes", "-T"])

@@ -159,7 +159,7 @@ fn status_checks_key_match_and_rekey_rotates_without_dropping_open_sessions() {
     let status = env.run(&["vscode", "status", &id, "--json"]);
     assert!(status.status.success(), "{status:?}");
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(report["checks"].as_array().unwrap().len(), 6);
+    assert_eq!(report["checks"].as_array().unwrap().len(), 7);
 
     let old_key = env.home().join("old-key");
     std::fs::copy(env.key(&id), &old_key).unwrap();
@@ -412,5 +412,104 @@ fn the_tunnel_stops_with_a_clear_message_when_the_sandbox_is_stopped() {
         "{stderr}"
     );
     assert!(stderr.contains(&format!("km resume {id}")), "{stderr}");
+    env.destroy(&id);
+}
+
+#[test]
+fn proxy_mode_serves_ssh_scp_socks_and_parallel_logins_with_no_km_left_running() {
+    let mut env = TestEnv::new();
+    let id = env.create("default", None);
+    let host = format!("km-{id}");
+    let started = env.run(&["vscode", "start", &id, "--proxy"]);
+    assert!(started.status.success(), "{started:?}");
+    let config = std::fs::read_to_string(env.home().join(".ssh/config")).unwrap();
+    assert!(config.contains("ProxyUseFdpass yes"), "{config}");
+    assert!(config.contains(&format!("proxy --fdpass {id}")), "{config}");
+
+    assert_eq!(
+        stdout_of(env.ssh_config(&host).arg("echo proxied")),
+        "proxied\n"
+    );
+    let local = env.home().join("up.txt");
+    std::fs::write(&local, "through fdpass").unwrap();
+    let scp = std::process::Command::new("scp")
+        .env("HOME", env.home())
+        .arg("-F")
+        .arg(env.home().join(".ssh/config"))
+        .args(["-q", "-o", "BatchMode=yes"])
+        .arg(&local)
+        .arg(format!("{host}:up.txt"))
+        .status()
+        .unwrap();
+    assert!(scp.success());
+    assert_eq!(
+        env.ok(&["shell", &id, "--", "cat", "up.txt"]),
+        "through fdpass"
+    );
+
+    // VS Code's pattern: a SOCKS proxy over one connection (-D), used by a client.
+    let socks = free_port();
+    let mut dynamic = env.ssh_config(&host);
+    dynamic.args(["-N", "-D", &format!("127.0.0.1:{socks}")]);
+    let mut dynamic = dynamic.spawn().unwrap();
+    wait_until("-D to listen", std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", socks)).is_ok()
+    });
+    // Through the SOCKS proxy, reach the sandbox's own sshd over another ProxyCommand-free hop:
+    // a SOCKS5 CONNECT to 127.0.0.1:<socks> itself proves the channel opens and carries bytes.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", socks)).unwrap();
+    use std::io::{Read, Write};
+    stream.write_all(&[5, 1, 0]).unwrap();
+    let mut greeting = [0u8; 2];
+    stream.read_exact(&mut greeting).unwrap();
+    assert_eq!(greeting, [5, 0], "SOCKS5 without authentication");
+    let mut connect = vec![5, 1, 0, 1, 127, 0, 0, 1];
+    connect.extend_from_slice(&socks.to_be_bytes());
+    stream.write_all(&connect).unwrap();
+    let mut reply = [0u8; 10];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[1], 0, "the channel opened: {reply:?}");
+    drop(stream);
+    let _ = dynamic.kill();
+    let _ = dynamic.wait();
+
+    let parallel: Vec<_> = (0..8)
+        .map(|i| {
+            env.ssh_config(&host)
+                .arg(format!("echo {i}"))
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in parallel.into_iter().enumerate() {
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8(output.stdout).unwrap(), format!("{i}\n"));
+    }
+    let km_proxies = crate::support::processes_naming(std::path::Path::new("--fdpass"));
+    assert!(
+        km_proxies.is_empty(),
+        "no km proxy stays alive: {km_proxies:?}"
+    );
+
+    let status = env.run(&["vscode", "status", &id]);
+    assert!(status.status.success());
+    assert!(String::from_utf8_lossy(&status.stdout).contains("proxy mode"));
+
+    // A wrong pin is refused in proxy mode too.
+    let known_hosts = env.home().join(".km/known_hosts");
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    let mut fields: Vec<String> = pinned.split_whitespace().map(str::to_owned).collect();
+    fields[2] = "AAAAC3NzaC1lZDI1NTE5AAAAIOk8Cj0eQ0PY0Pvr5LB1kxXpTkp4KOWDgyjRm1qKk1Fi".into();
+    std::fs::write(&known_hosts, format!("{}\n", fields.join(" "))).unwrap();
+    let refused = env.ssh_config(&host).arg("true").output().unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("HOST IDENTIFICATION HAS CHANGED")
+            || String::from_utf8_lossy(&refused.stderr).contains("Host key verification failed"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    std::fs::write(&known_hosts, pinned).unwrap();
     env.destroy(&id);
 }

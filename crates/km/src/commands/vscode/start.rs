@@ -18,7 +18,7 @@ use crate::cli::VscodeStartArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::key_rotation::{IfBusy, recover_and_report};
-use crate::ssh_entries;
+use crate::ssh_entries::{self, Transport};
 use crate::ui;
 
 use super::{probe, problem_error, require_enabled};
@@ -33,17 +33,23 @@ pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<Ex
     require_enabled(&record)?;
     let id = record.id.clone();
     let port = args.local_port;
-    let listener =
-        TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).map_err(|e| {
-            CommandError::user(format!(
-                "local port {port} is already in use — pick a different one with --local-port"
-            ))
-            .cause(e)
-            .hint(format!(
-                "km vscode start {id} --local-port {}",
-                suggest_port(port)
-            ))
-        })?;
+    // Bound before the checks, so a taken port is the first thing reported.
+    let listener = if args.proxy {
+        None
+    } else {
+        Some(
+            TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).map_err(|e| {
+                CommandError::user(format!(
+                    "local port {port} is already in use — pick a different one with --local-port"
+                ))
+                .cause(e)
+                .hint(format!(
+                    "km vscode start {id} --local-port {}, or km vscode start {id} --proxy (no port at all)",
+                    suggest_port(port)
+                ))
+            })?,
+        )
+    };
     let key = context.paths.private_key(&id);
     if !key.exists() {
         return Err(CommandError::user(format!(
@@ -71,12 +77,28 @@ pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<Ex
         &record,
         IfBusy::Wait,
     )?;
-    let entry = ssh_entries::host_entry(context, &id, port, &platform.login_user())?;
+    let transport = match listener {
+        Some(_) => Transport::Port(port),
+        None => Transport::Proxy {
+            fdpass: platform.streams_outlive_the_caller(),
+        },
+    };
+    let entry = ssh_entries::host_entry(context, &id, transport, &platform.login_user())?;
     ssh_entries::upsert_host(context, &entry)?;
     ui::status(&format!(
         "✓ Updated ~/.ssh/config (Host: {})",
         id.host_alias()
     ));
+    let Some(listener) = listener else {
+        ui::status("✓ Connections go through `km proxy` (ProxyCommand): no tunnel to keep open");
+        ui::status("");
+        ui::status(&format!(
+            "In VS Code: F1 → \"Remote-SSH: Connect to Host…\" → {}",
+            id.host_alias()
+        ));
+        ui::status(&format!("From a terminal: ssh {}", id.host_alias()));
+        return Ok(ExitCode::SUCCESS);
+    };
     ui::status(&format!("✓ Forwarding localhost:{port} → sandbox:22"));
     ui::status("");
     ui::status(&format!(

@@ -10,12 +10,13 @@ use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::key_rotation::{IfBusy, recover_and_report};
 use crate::ssh_client::verify_login;
-use crate::ssh_entries::pinned_host_key;
+use crate::ssh_entries::{Transport, entry_transport, pinned_host_key};
 use crate::ui;
 
 use super::{probe, require_enabled};
 
 const HOST_KEY_CHECK: &str = "host key matches pin";
+const ENTRY_CHECK: &str = "ssh config entry";
 
 #[derive(Debug, Serialize)]
 struct Check {
@@ -133,6 +134,20 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
             Err(why) => check("ssh login with local key", false, why),
         });
     }
+    // Informational: how the Host entry reaches the sandbox (never a failure by itself).
+    let mode = match entry_transport(context, id) {
+        Some(Transport::Port(port)) => {
+            format!("port mode: 127.0.0.1:{port}, served while `km vscode start {id}` runs")
+        }
+        Some(Transport::Proxy { fdpass: true }) => {
+            "proxy mode: ProxyCommand km proxy --fdpass, no tunnel needed".to_owned()
+        }
+        Some(Transport::Proxy { fdpass: false }) => {
+            "proxy mode: ProxyCommand km proxy, no tunnel needed".to_owned()
+        }
+        None => format!("no Host entry yet: km vscode start {id} [--proxy]"),
+    };
+    checks.push(check(ENTRY_CHECK, true, mode));
     let failed = checks.iter().filter(|c| !c.ok).count();
     if args.json {
         let report = serde_json::json!({ "sandbox": id, "ok": failed == 0, "checks": checks });
