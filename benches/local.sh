@@ -4,7 +4,8 @@
 set -euo pipefail
 KM="$(realpath "${1:-target/release/km}")"
 PROFILE="$(realpath "$(dirname "$0")/../profiles/default.yaml")"
-export HOME="$(mktemp -d /tmp/km-bench.XXXXXX)"
+HOME="$(mktemp -d /tmp/km-bench.XXXXXX)"
+export HOME
 trap 'for id in $("$KM" list --json 2>/dev/null | python3 -c "import json,sys;[print(s[\"id\"]) for s in json.load(sys.stdin)]"); do "$KM" destroy "$id" --yes --force 2>/dev/null; done; [ -n "${TUNNEL:-}" ] && kill "$TUNNEL" 2>/dev/null; rm -rf "$HOME"' EXIT
 cd "$HOME"
 "$KM" init 2>/dev/null
@@ -46,14 +47,14 @@ echo "tunnel $(cut -d' ' -f1 lat.txt | median)  direct $(cut -d' ' -f2 lat.txt |
 
 echo "## bulk throughput, 256 MiB to /dev/null, median of 3 (MB/s): tunnel vs direct, interleaved"
 head -c 268435456 /dev/urandom > blob
-for i in 1 2 3; do
+for _ in 1 2 3; do
   t0=$(now_ms); tunnel 'cat > /dev/null' < blob; t1=$(now_ms); direct 'cat > /dev/null' < blob; t2=$(now_ms)
   echo "$((268435 / (t1 - t0))) $((268435 / (t2 - t1)))"
 done > tp.txt
 echo "tunnel $(cut -d' ' -f1 tp.txt | median)  direct $(cut -d' ' -f2 tp.txt | median)"
 
 echo "## km vscode rekey --yes, median of 10 (ms)"
-for i in $(seq 10); do t0=$(now_ms); "$KM" vscode rekey "$id" --yes 2>/dev/null; t1=$(now_ms); echo $((t1 - t0)); done | median
+for _ in $(seq 10); do t0=$(now_ms); "$KM" vscode rekey "$id" --yes 2>/dev/null; t1=$(now_ms); echo $((t1 - t0)); done | median
 
 echo "## km list with 10,000 records, median of 10 (ms)"
 python3 - "$HOME/.km/state.db" <<'PY'
@@ -63,4 +64,4 @@ db.executemany("INSERT INTO sandboxes (id, alias, profile, profile_path, platfor
                [("bn-%08x" % i,) for i in range(10000)])
 db.commit()
 PY
-for i in $(seq 10); do t0=$(now_ms); "$KM" list > /dev/null; t1=$(now_ms); echo $((t1 - t0)); done | median
+for _ in $(seq 10); do t0=$(now_ms); "$KM" list > /dev/null; t1=$(now_ms); echo $((t1 - t0)); done | median
