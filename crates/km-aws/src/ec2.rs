@@ -377,6 +377,10 @@ impl Platform for Ec2Platform {
         "/etc/ssh/ssh_host_ed25519_key.pub".into()
     }
 
+    fn workspace_path(&self, _record: &SandboxRecord) -> String {
+        "/home/sandbox/workspace".into()
+    }
+
     fn login_user(&self) -> String {
         "sandbox".into()
     }

@@ -102,6 +102,8 @@ pub trait Platform: Send + Sync {
     fn sshd_check(&self) -> String;
     /// Where the sandbox's host public key is, inside the sandbox.
     fn host_key_path(&self, record: &SandboxRecord) -> String;
+    /// The sandbox's workspace folder, as a path inside the sandbox (what an editor opens).
+    fn workspace_path(&self, record: &SandboxRecord) -> String;
     /// The user an ssh client logs in as.
     fn login_user(&self) -> String;
     /// Whether a stream, once opened on a descriptor, needs no process of km's to stay alive

@@ -367,6 +367,10 @@ impl Platform for LocalPlatform {
             .to_string()
     }
 
+    fn workspace_path(&self, record: &SandboxRecord) -> String {
+        self.layout(&record.id).workspace().display().to_string()
+    }
+
     fn login_user(&self) -> String {
         self.user.clone()
     }

@@ -152,6 +152,8 @@ pub(crate) enum VscodeCommand {
     Status(VscodeStatusArgs),
     /// Rotate the sandbox's keypair without destroying it
     Rekey(VscodeRekeyArgs),
+    /// Open desktop VS Code on the sandbox's workspace (writing a proxy-mode entry if needed)
+    Open(VscodeOpenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +167,18 @@ pub(crate) struct VscodeStartArgs {
     /// terminal stays open, no port can collide, and each connection starts km only briefly
     #[arg(long, conflicts_with = "local_port")]
     pub(crate) proxy: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VscodeOpenArgs {
+    /// The sandbox: ID, alias or list number
+    pub(crate) sandbox: String,
+    /// The folder to open, as a path inside the sandbox (default: its workspace)
+    #[arg(long)]
+    pub(crate) folder: Option<String>,
+    /// The editor to launch: `code`, or another Remote-SSH-capable one on PATH
+    #[arg(long, default_value = "code")]
+    pub(crate) editor: String,
 }
 
 #[derive(Debug, Args)]

@@ -513,3 +513,67 @@ fn proxy_mode_serves_ssh_scp_socks_and_parallel_logins_with_no_km_left_running()
     std::fs::write(&known_hosts, pinned).unwrap();
     env.destroy(&id);
 }
+
+#[test]
+fn open_writes_a_proxy_entry_and_launches_the_editor_on_the_workspace() {
+    let mut env = TestEnv::new();
+    let id = env.create("default", None);
+    let bin = env.home().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let record = env.home().join("code-args.txt");
+    let code = bin.join("code");
+    std::fs::write(
+        &code,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n",
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&code, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let output = env
+        .command(&["vscode", "open", &id])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let args = std::fs::read_to_string(&record).unwrap();
+    let workspace = env
+        .home()
+        .join(format!(".km/sandboxes/{id}/home/workspace"))
+        .display()
+        .to_string()
+        .replace(' ', "%20");
+    assert_eq!(
+        args,
+        format!("--folder-uri\nvscode-remote://ssh-remote+km-{id}{workspace}\n")
+    );
+    let config = std::fs::read_to_string(env.home().join(".ssh/config")).unwrap();
+    assert!(
+        config.contains("ProxyUseFdpass yes"),
+        "no tunnel runs, so proxy mode"
+    );
+    assert!(succeeds(env.ssh_config(&format!("km-{id}")).arg("true")));
+
+    // No editor on PATH: the URI is printed with how to open it.
+    let output = env
+        .command(&[
+            "vscode",
+            "open",
+            &id,
+            "--folder",
+            "/tmp",
+            "--editor",
+            "no-such-editor",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!("vscode-remote://ssh-remote+km-{id}/tmp\n")
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Remote-SSH: Connect to Host"));
+    env.destroy(&id);
+}

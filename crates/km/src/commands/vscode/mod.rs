@@ -1,5 +1,6 @@
 //! `km vscode start | status | rekey`, and the checks they share.
 
+mod open;
 mod rekey;
 mod start;
 mod status;
@@ -23,6 +24,7 @@ pub(crate) fn dispatch(context: &Context, command: VscodeCommand) -> CommandResu
         VscodeCommand::Start(args) => start::run(context, &args),
         VscodeCommand::Status(args) => status::run(context, &args),
         VscodeCommand::Rekey(args) => rekey::run(context, &args),
+        VscodeCommand::Open(args) => open::run(context, &args),
     }
 }
 
