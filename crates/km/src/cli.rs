@@ -42,6 +42,10 @@ pub(crate) enum Command {
     /// ssh ProxyCommand: connect stdin/stdout to the sandbox's sshd
     /// (`ssh -o ProxyCommand='km proxy <sb>' …`)
     Proxy(ProxyArgs),
+    /// Print a shell completion script (`km completions bash > /etc/bash_completion.d/km`)
+    Completions(CompletionsArgs),
+    /// Print km's man page in roff (`km man | man -l -`)
+    Man,
     /// The sandbox agent (started by km itself)
     #[command(name = "__agent", hide = true)]
     Agent(AgentArgs),
@@ -74,6 +78,12 @@ pub(crate) struct InitArgs {
     /// IAM instance profile that lets the SSM agent on a sandbox register
     #[arg(long, requires = "aws")]
     pub(crate) instance_profile: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell
+    pub(crate) shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! One module per command; `dispatch` is the only place that knows them all.
 
 mod agent;
+mod completions;
 mod create;
 mod destroy;
 mod init;
@@ -31,6 +32,8 @@ pub(crate) fn dispatch(command: Command, context: &Context) -> CommandResult<Exi
         Command::Shell(args) => shell::run(context, &args),
         Command::Vscode(command) => vscode::dispatch(context, command),
         Command::Proxy(args) => proxy::run(context, &args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man => completions::man(),
         Command::Agent(args) => agent::run(&args),
     }
 }

@@ -390,3 +390,24 @@ fn a_build_without_aws_says_how_to_get_one() {
     assert!(stderr.contains("without the AWS platform"), "{stderr}");
     assert!(env.list_json().is_empty());
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_definition() {
+    let env = TestEnv::new();
+    let bash = env.ok(&["completions", "bash"]);
+    assert!(bash.contains("vscode") && bash.contains("rekey"), "{bash}");
+    let checked = std::process::Command::new("bash")
+        .args(["-n", "-c", &bash])
+        .status()
+        .unwrap();
+    assert!(checked.success(), "bash accepts the script");
+    for shell in ["zsh", "fish"] {
+        assert!(
+            env.ok(&["completions", shell]).contains("--local-port"),
+            "{shell}"
+        );
+    }
+    let page = env.ok(&["man"]);
+    assert!(page.contains(".TH km 1"), "{page}");
+    assert!(page.contains("vscode"));
+}
