@@ -403,7 +403,7 @@ fn completions_and_the_man_page_come_from_the_command_line_definition() {
     assert!(checked.success(), "bash accepts the script");
     for shell in ["zsh", "fish"] {
         assert!(
-            env.ok(&["completions", shell]).contains("--local-port"),
+            env.ok(&["completions", shell]).contains("local-port"),
             "{shell}"
         );
     }
