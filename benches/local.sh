@@ -18,7 +18,7 @@ ssh_proxy() { # id, then ssh args
 }
 
 echo "## create → first successful ssh true (ms, n=20)"
-for i in $(seq 20); do
+for _ in $(seq 20); do
   t0=$(now_ms); id=$("$KM" create "$PROFILE" 2>/dev/null); ssh_proxy "$id" true; t1=$(now_ms)
   echo $((t1 - t0)); "$KM" destroy "$id" --yes 2>/dev/null
 done | median
@@ -39,7 +39,7 @@ direct() { # the baseline: ssh straight into `sshd -i` with the sandbox's own co
 tunnel() { ssh -F "$HOME/.ssh/config" -T -o BatchMode=yes "km-$id" "$@"; }
 
 echo "## ssh true latency, median of 20 (ms): tunnel vs direct sshd -i, interleaved"
-for i in $(seq 20); do
+for _ in $(seq 20); do
   t0=$(now_ms); tunnel true; t1=$(now_ms); direct true; t2=$(now_ms)
   echo "$((t1 - t0)) $((t2 - t1))"
 done > lat.txt

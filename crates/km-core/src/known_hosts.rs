@@ -29,6 +29,15 @@ pub fn unpin(text: &[u8], alias: &str) -> Vec<u8> {
         .collect()
 }
 
+/// The host names of every pinned line, in file order.
+pub fn hosts(text: &[u8]) -> Vec<String> {
+    text.split(|b| *b == b'\n')
+        .filter_map(first_field)
+        .filter(|field| !field.starts_with(b"#"))
+        .filter_map(|field| std::str::from_utf8(field).ok().map(str::to_owned))
+        .collect()
+}
+
 /// The pinned key (`type base64`) for `alias`, if any.
 pub fn pinned(text: &[u8], alias: &str) -> Option<String> {
     text.split(|b| *b == b'\n').find_map(|line| {
@@ -54,6 +63,7 @@ mod tests {
         assert_eq!(pinned(&text, "km-a").as_deref(), Some("ssh-ed25519 AAA2"));
         assert_eq!(unpin(&text, "km-a"), b"km-b ssh-ed25519 BBB1\n");
         assert_eq!(pinned(&text, "km-ab"), None);
+        assert_eq!(hosts(&text), ["km-b", "km-a"]);
     }
 
     #[test]

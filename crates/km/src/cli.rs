@@ -42,6 +42,8 @@ pub(crate) enum Command {
     /// ssh ProxyCommand: connect stdin/stdout to the sandbox's sshd
     /// (`ssh -o ProxyCommand='km proxy <sb>' …`)
     Proxy(ProxyArgs),
+    /// Check km's tools, files and sandboxes; --fix repairs what is safe
+    Doctor(DoctorArgs),
     /// Print a shell completion script (`km completions bash > /etc/bash_completion.d/km`)
     Completions(CompletionsArgs),
     /// Print km's man page in roff (`km man | man -l -`)
@@ -78,6 +80,17 @@ pub(crate) struct InitArgs {
     /// IAM instance profile that lets the SSM agent on a sandbox register
     #[arg(long, requires = "aws")]
     pub(crate) instance_profile: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// Repair what is safe: orphan entries, keys and pins, stale temp files, modes, half-done
+    /// rekeys (never anything while the sandbox list cannot be read)
+    #[arg(long)]
+    pub(crate) fix: bool,
+    /// Print the findings as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@ mod agent;
 mod completions;
 mod create;
 mod destroy;
+mod doctor;
 mod init;
 mod lifecycle;
 mod list;
@@ -32,6 +33,7 @@ pub(crate) fn dispatch(command: Command, context: &Context) -> CommandResult<Exi
         Command::Shell(args) => shell::run(context, &args),
         Command::Vscode(command) => vscode::dispatch(context, command),
         Command::Proxy(args) => proxy::run(context, &args),
+        Command::Doctor(args) => doctor::run(context, &args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man => completions::man(),
         Command::Agent(args) => agent::run(&args),

@@ -357,3 +357,80 @@ fn a_changed_host_key_is_not_blamed_on_the_client_key() {
     );
     env.destroy(&id);
 }
+
+#[test]
+fn doctor_fixes_orphans_keeps_live_keys_and_refuses_to_fix_blind() {
+    let mut env = TestEnv::new();
+    let live = env.create("default", None);
+    let orphan = env.create("default", None);
+    let tunnel = Tunnel::start(&env, &orphan);
+    drop(tunnel);
+    // The orphan's record disappears behind km's back (another machine, a lost store row…).
+    std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3; db = sqlite3.connect('{}'); db.execute(\"DELETE FROM sandboxes WHERE id = '{orphan}'\"); db.commit()",
+            env.home().join(".km/state.db").display()
+        ))
+        .status()
+        .unwrap();
+    env.ok(&["stop", &live]);
+    env.ok(&["resume", &live]);
+    let stale = env.home().join(".km/keys/.km-tmp-stale");
+    std::fs::write(&stale, b"x").unwrap();
+    backdate(&stale);
+
+    let output = env.run(&["doctor"]);
+    assert_eq!(output.status.code(), Some(1));
+    let found = String::from_utf8_lossy(&output.stdout);
+    assert!(found.contains("orphan keys"), "{found}");
+    assert!(found.contains("orphan ssh config entry"), "{found}");
+    assert!(found.contains("orphan host key pin"), "{found}");
+    assert!(found.contains("temp files"), "{found}");
+
+    // A store that cannot be read: --fix changes nothing.
+    let store = env.home().join(".km/state.db");
+    let hidden = env.home().join("state.db.away");
+    std::fs::rename(&store, &hidden).unwrap();
+    std::fs::create_dir(&store).unwrap();
+    let keys_before: Vec<_> = std::fs::read_dir(env.home().join(".km/keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let stderr = env.fails(&["doctor", "--fix"]);
+    assert!(
+        stderr.contains("stopped before changing anything"),
+        "{stderr}"
+    );
+    let keys_after: Vec<_> = std::fs::read_dir(env.home().join(".km/keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(keys_before, keys_after, "nothing was deleted");
+    std::fs::remove_dir(&store).unwrap();
+    std::fs::rename(&hidden, &store).unwrap();
+
+    let output = env.run(&["doctor", "--fix"]);
+    let fixed = String::from_utf8_lossy(&output.stdout);
+    let still_wrong: Vec<&str> = fixed.lines().filter(|l| l.starts_with('✗')).collect();
+    assert!(
+        still_wrong.len() == 1 && still_wrong[0].contains("orphan sandbox directory"),
+        "only the orphan's directory, which needs a hand, is left: {fixed}"
+    );
+    assert!(!env.key(&orphan).exists(), "the orphan's key went");
+    assert!(env.key(&live).exists(), "the live sandbox's key stayed");
+    assert!(succeeds(
+        env.ssh_via_proxy(&live, &env.key(&live)).arg("true")
+    ));
+    assert!(!stale.exists());
+    let config = std::fs::read_to_string(env.home().join(".ssh/config")).unwrap_or_default();
+    assert!(!config.contains(&orphan), "{config}");
+    // The orphan's agent still runs (its record was lost): stop it and remove its directory.
+    let orphan_dir = env.home().join(format!(".km/sandboxes/{orphan}"));
+    for pid in processes_naming(&orphan_dir) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    std::fs::remove_dir_all(&orphan_dir).unwrap();
+    env.ok(&["doctor"]);
+    env.destroy(&live);
+}

@@ -1,0 +1,538 @@
+//! `km doctor`: checks everything km depends on and everything it left on this machine, and
+//! with `--fix` repairs what is safe to repair.
+//!
+//! It never deletes on a guess: when the sandbox list cannot be read, `--fix` stops before
+//! touching anything, because every "orphan" would then look orphaned.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use km_core::atomic_file::{TEMP_PREFIX, ensure_private_dir, remove_stale_temps};
+use km_core::id::SandboxId;
+use km_core::known_hosts;
+use km_core::record::{SandboxRecord, Status};
+use km_core::ssh_config;
+use serde::Serialize;
+
+use crate::cli::DoctorArgs;
+use crate::context::Context;
+use crate::error::{CommandError, CommandResult};
+use crate::key_rotation::{IfBusy, KeyFiles, Recovery, recover};
+use crate::ssh_entries;
+use crate::ui;
+
+/// One finding.
+#[derive(Debug, Serialize)]
+struct Finding {
+    check: &'static str,
+    ok: bool,
+    detail: String,
+    /// What `--fix` did about it, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fixed: Option<String>,
+}
+
+struct Report {
+    findings: Vec<Finding>,
+}
+
+impl Report {
+    fn ok(&mut self, check: &'static str, detail: impl Into<String>) {
+        self.findings.push(Finding {
+            check,
+            ok: true,
+            detail: detail.into(),
+            fixed: None,
+        });
+    }
+
+    fn problem(&mut self, check: &'static str, detail: impl Into<String>, fixed: Option<String>) {
+        self.findings.push(Finding {
+            check,
+            ok: false,
+            detail: detail.into(),
+            fixed,
+        });
+    }
+}
+
+fn version_of(program: &str, flag: &str) -> Option<String> {
+    let output = Command::new(program)
+        .arg(flag)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stderr).to_string()
+        + &String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find(|line| line.contains("OpenSSH"))
+        .map(|line| line.trim().to_owned())
+}
+
+fn mode_of(path: &Path) -> Option<u32> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
+pub(crate) fn run(context: &Context, args: &DoctorArgs) -> CommandResult<ExitCode> {
+    let mut report = Report {
+        findings: Vec::new(),
+    };
+    tools(context, &mut report);
+    let records = context.store().and_then(|store| Ok(store.list()?));
+    let records = match records {
+        Ok(records) => {
+            report.ok(
+                "sandbox list",
+                format!("{} sandbox(es) recorded", records.len()),
+            );
+            Some(records)
+        }
+        Err(error) => {
+            report.problem(
+                "sandbox list",
+                format!(
+                    "cannot be read: {}; nothing is called an orphan or removed while it cannot",
+                    error.message
+                ),
+                None,
+            );
+            None
+        }
+    };
+    if args.fix && records.is_none() {
+        finish(&report, args)?;
+        return Err(CommandError::user(
+            "km doctor --fix stopped before changing anything: the sandbox list cannot be read",
+        )
+        .hint("fix what the sandbox list check says, then run `km doctor --fix` again"));
+    }
+    modes(context, &mut report, args.fix);
+    temps(context, &mut report, args.fix);
+    if let Some(records) = &records {
+        ssh_config_entries(context, records, &mut report, args.fix);
+        keys_and_pins(context, records, &mut report, args.fix);
+        sandboxes(context, records, &mut report, args.fix);
+    }
+    finish(&report, args)?;
+    let open = report
+        .findings
+        .iter()
+        .filter(|f| !f.ok && f.fixed.is_none())
+        .count();
+    if open == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    Err(
+        CommandError::user(format!("km doctor found {open} problem(s)")).hint(if args.fix {
+            "the ✗ lines without a fix need a hand; each says what is wrong".to_owned()
+        } else {
+            "run `km doctor --fix` to repair what is safe to repair".to_owned()
+        }),
+    )
+}
+
+fn finish(report: &Report, args: &DoctorArgs) -> CommandResult<()> {
+    if args.json {
+        ui::data(&serde_json::to_string_pretty(&report.findings).unwrap_or_default());
+        return Ok(());
+    }
+    for f in &report.findings {
+        let mark = match (f.ok, &f.fixed) {
+            (true, _) => "✓",
+            (false, Some(_)) => "✓ fixed",
+            (false, None) => "✗",
+        };
+        let fixed = f
+            .fixed
+            .as_deref()
+            .map_or_else(String::new, |how| format!(" → {how}"));
+        ui::data(&format!(
+            "{mark} {}: {}{fixed}",
+            f.check,
+            ui::printable(&f.detail)
+        ));
+    }
+    Ok(())
+}
+
+fn tools(context: &Context, report: &mut Report) {
+    match version_of("ssh", "-V") {
+        Some(version) => report.ok("ssh", version),
+        None => report.problem(
+            "ssh",
+            "OpenSSH's client is not on PATH; install openssh-client",
+            None,
+        ),
+    }
+    match context.tools() {
+        Ok(tools) => report.ok(
+            "sshd",
+            format!(
+                "{} ({})",
+                tools.sshd.display(),
+                version_of(&tools.sshd.display().to_string(), "-V")
+                    .unwrap_or_else(|| "version unknown".into())
+            ),
+        ),
+        Err(e) => report.problem(
+            "sshd",
+            format!("{} (needed only to boot local sandboxes)", e.message),
+            None,
+        ),
+    }
+}
+
+fn modes(context: &Context, report: &mut Report, fix: bool) {
+    for dir in [context.paths.km_dir(), context.paths.keys_dir()] {
+        match mode_of(&dir) {
+            Some(0o700) | None => {}
+            Some(mode) => {
+                let fixed = fix
+                    .then(|| ensure_private_dir(&dir, 0o700).ok())
+                    .flatten()
+                    .map(|()| "set to 0700".to_owned());
+                report.problem(
+                    "modes",
+                    format!("{} is {mode:o}, not 700", dir.display()),
+                    fixed,
+                );
+            }
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(context.paths.keys_dir()) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let private = !(name.ends_with(".pub")
+            || name.ends_with(".pub.new")
+            || name.ends_with(".lock")
+            || name.starts_with(TEMP_PREFIX));
+        if !private {
+            continue;
+        }
+        if let Some(mode) = mode_of(&path).filter(|m| *m & 0o077 != 0) {
+            let fixed = fix
+                .then(|| std::fs::set_permissions(&path, PermissionsExt::from_mode(0o600)).ok())
+                .flatten()
+                .map(|()| "set to 0600".to_owned());
+            report.problem(
+                "modes",
+                format!(
+                    "private key {} is {mode:o}: others can read it, and ssh refuses it",
+                    path.display()
+                ),
+                fixed,
+            );
+        }
+    }
+}
+
+fn temps(context: &Context, report: &mut Report, fix: bool) {
+    let dirs: Vec<PathBuf> = [
+        Some(context.paths.km_dir()),
+        Some(context.paths.keys_dir()),
+        context.paths.ssh_config().parent().map(Path::to_path_buf),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let strays: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(TEMP_PREFIX))
+            .collect();
+        if strays.is_empty() {
+            continue;
+        }
+        let fixed = fix.then(|| {
+            let removed = remove_stale_temps(&dir).len();
+            format!("removed {removed} whose writer is gone")
+        });
+        report.problem(
+            "temp files",
+            format!(
+                "{} in {}: {}",
+                strays.len(),
+                dir.display(),
+                strays.join(", ")
+            ),
+            fixed,
+        );
+    }
+}
+
+fn alias_id(alias: &str) -> Option<SandboxId> {
+    alias.strip_prefix("km-")?.parse().ok()
+}
+
+fn ssh_config_entries(
+    context: &Context,
+    records: &[SandboxRecord],
+    report: &mut Report,
+    fix: bool,
+) {
+    let path = context.paths.ssh_config();
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        report.ok(
+            "ssh config",
+            format!("{} has no km entries", path.display()),
+        );
+        return;
+    };
+    let entries = match ssh_config::parse_entries(&text) {
+        Ok(entries) => entries,
+        Err(e) => {
+            report.problem(
+                "ssh config markers",
+                format!(
+                    "{e}; km edits nothing in {} until they are fixed",
+                    path.display()
+                ),
+                None,
+            );
+            return;
+        }
+    };
+    report.ok(
+        "ssh config markers",
+        format!("{} managed entr(y/ies)", entries.len()),
+    );
+    let known: BTreeSet<&SandboxId> = records.iter().map(|r| &r.id).collect();
+    for entry in &entries {
+        let Some(id) = alias_id(&entry.alias).filter(|id| known.contains(id)) else {
+            let fixed = fix
+                .then(|| {
+                    let id = alias_id(&entry.alias)?;
+                    ssh_entries::remove_host(context, &id).ok()
+                })
+                .flatten()
+                .map(|()| "entry removed".to_owned());
+            report.problem(
+                "orphan ssh config entry",
+                format!("Host {} names no recorded sandbox", entry.alias),
+                fixed,
+            );
+            continue;
+        };
+        effective_values(context, &id, &entry.lines, report);
+    }
+}
+
+/// Compares what `ssh -G` resolves for the host with what km wrote, so an earlier `Host *`,
+/// `Match` or `Include` that overrides km's values is found before VS Code trips on it.
+fn effective_values(context: &Context, id: &SandboxId, lines: &[String], report: &mut Report) {
+    let config = context.paths.ssh_config();
+    let Ok(output) = Command::new("ssh")
+        .arg("-G")
+        .arg("-F")
+        .arg(&config)
+        .arg(id.host_alias())
+        .stdin(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    let resolved = String::from_utf8_lossy(&output.stdout).to_lowercase();
+    let mut overridden = Vec::new();
+    for line in lines.iter().skip(1) {
+        let Some((key, value)) = line.trim().split_once(char::is_whitespace) else {
+            continue;
+        };
+        let key = key.to_lowercase();
+        if ![
+            "hostname",
+            "port",
+            "user",
+            "identitiesonly",
+            "stricthostkeychecking",
+            "hostkeyalias",
+        ]
+        .contains(&key.as_str())
+        {
+            continue;
+        }
+        let want = format!("{key} {}", value.trim().trim_matches('"').to_lowercase());
+        if !resolved.lines().any(|l| l == want) {
+            let got = resolved
+                .lines()
+                .find(|l| l.starts_with(&format!("{key} ")))
+                .unwrap_or("unset");
+            overridden.push(format!("{key}: km wrote {}, ssh uses {got}", value.trim()));
+        }
+    }
+    if overridden.is_empty() {
+        report.ok(
+            "ssh -G",
+            format!("{} resolves to km's values", id.host_alias()),
+        );
+    } else {
+        report.problem(
+            "ssh -G",
+            format!(
+                "{}: {} (an earlier Host, Match or Include in {} sets these first; move it below km's block)",
+                id.host_alias(),
+                overridden.join("; "),
+                config.display()
+            ),
+            None,
+        );
+    }
+}
+
+fn keys_and_pins(context: &Context, records: &[SandboxRecord], report: &mut Report, fix: bool) {
+    let known: BTreeSet<String> = records.iter().map(|r| r.id.to_string()).collect();
+    if let Ok(entries) = std::fs::read_dir(context.paths.keys_dir()) {
+        let mut orphans = BTreeSet::new();
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let id = name.split('.').next().unwrap_or_default().to_owned();
+            if id.parse::<SandboxId>().is_ok() && !known.contains(&id) {
+                orphans.insert(id);
+            }
+        }
+        for id in orphans {
+            let fixed = fix
+                .then(|| remove_key_files(context, &id).ok())
+                .flatten()
+                .map(|()| "key files removed".to_owned());
+            report.problem(
+                "orphan keys",
+                format!("~/.km/keys/{id}* belong to no recorded sandbox"),
+                fixed,
+            );
+        }
+    }
+    let pins = std::fs::read(context.paths.known_hosts()).unwrap_or_default();
+    for host in known_hosts::hosts(&pins) {
+        let Some(id) = alias_id(&host) else { continue };
+        if known.contains(id.as_str()) {
+            continue;
+        }
+        let fixed = fix
+            .then(|| ssh_entries::unpin_host_key(context, &id).ok())
+            .flatten()
+            .map(|()| "pin removed".to_owned());
+        report.problem(
+            "orphan host key pin",
+            format!("{host} in ~/.km/known_hosts names no recorded sandbox"),
+            fixed,
+        );
+    }
+    for record in records.iter().filter(|r| r.vscode_enabled) {
+        if !context.paths.private_key(&record.id).exists() {
+            report.problem(
+                "missing key",
+                format!(
+                    "sandbox {} has no key on this machine; bootstrap one: km vscode rekey {}",
+                    record.id, record.id
+                ),
+                None,
+            );
+        }
+    }
+}
+
+fn remove_key_files(context: &Context, id: &str) -> std::io::Result<()> {
+    let id: SandboxId = id.parse().map_err(std::io::Error::other)?;
+    let files = KeyFiles::of(context, &id);
+    for path in [
+        files.private,
+        files.public,
+        files.private_new,
+        files.public_new,
+        context.paths.rekey_lock(&id),
+    ] {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn sandboxes(context: &Context, records: &[SandboxRecord], report: &mut Report, fix: bool) {
+    let known: BTreeSet<String> = records.iter().map(|r| r.id.to_string()).collect();
+    if let Ok(entries) = std::fs::read_dir(context.paths.sandboxes_dir()) {
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.parse::<SandboxId>().is_ok() && !known.contains(&name) {
+                report.problem(
+                    "orphan sandbox directory",
+                    format!(
+                        "{} belongs to no recorded sandbox (its processes may still run); look inside, then remove it by hand",
+                        entry.path().display()
+                    ),
+                    None,
+                );
+            }
+        }
+    }
+    for record in records {
+        let Ok(platform) = context.platform_for(record) else {
+            report.problem(
+                "platform",
+                format!(
+                    "sandbox {} runs on {}, which this km cannot reach",
+                    record.id, record.platform
+                ),
+                None,
+            );
+            continue;
+        };
+        let alive = platform.is_running(record);
+        if record.status == Status::Running && !alive {
+            report.problem(
+                "sandbox",
+                format!(
+                    "{} is recorded running but does not answer; km resume {}",
+                    record.id, record.id
+                ),
+                None,
+            );
+        }
+        let files = KeyFiles::of(context, &record.id);
+        if files.private_new.exists() || files.public_new.exists() {
+            let store = context.store();
+            let fixed = match (fix, store) {
+                (true, Ok(store)) => {
+                    match recover(
+                        context,
+                        store.as_ref(),
+                        platform.as_ref(),
+                        record,
+                        IfBusy::Wait,
+                    ) {
+                        Ok(Recovery::Finished) => {
+                            Some("finished: the sandbox had the new key".into())
+                        }
+                        Ok(Recovery::Undone) => Some("undone: the sandbox had the old key".into()),
+                        Ok(Recovery::NothingPending) => Some("settled meanwhile".into()),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            report.problem(
+                "half-done rekey",
+                format!(
+                    "{} has a pending key (.new); the next km command settles it",
+                    record.id
+                ),
+                fixed,
+            );
+        }
+    }
+}
