@@ -224,3 +224,13 @@ pub(crate) fn recover_and_report(
     }
     Ok(())
 }
+
+/// [`recover_and_report`] for a command the operator runs: waits for a rotation in progress.
+pub(crate) fn settle(
+    context: &Context,
+    store: &dyn SandboxStore,
+    platform: &dyn Platform,
+    record: &SandboxRecord,
+) -> CommandResult<()> {
+    recover_and_report(context, store, platform, record, IfBusy::Wait)
+}

@@ -13,7 +13,7 @@ use km_core::userdata::shell_quote;
 use crate::cli::ShellArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
-use crate::key_rotation::{IfBusy, recover_and_report};
+use crate::key_rotation::settle;
 use crate::ssh_client::ssh_command;
 
 pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode> {
@@ -28,13 +28,7 @@ pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode
             ))
             .hint(format!("run a command instead: km shell {} -- <command>", record.id)));
         }
-        recover_and_report(
-            context,
-            store.as_ref(),
-            platform.as_ref(),
-            &record,
-            IfBusy::Wait,
-        )?;
+        settle(context, store.as_ref(), platform.as_ref(), &record)?;
         let status = ssh_command(
             context,
             &record.id,

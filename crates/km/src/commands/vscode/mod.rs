@@ -43,6 +43,37 @@ fn require_enabled(record: &SandboxRecord) -> CommandResult<()> {
     )))
 }
 
+/// What `start` and `open` check before they write an entry: a local key, a running sandbox, a
+/// passing probe, and no half-done rekey.
+fn ready_for_ssh(
+    context: &Context,
+    store: &dyn km_core::record::SandboxStore,
+    platform: &dyn Platform,
+    record: &SandboxRecord,
+) -> CommandResult<()> {
+    let id = &record.id;
+    let key = context.paths.private_key(id);
+    if !key.exists() {
+        return Err(CommandError::user(format!(
+            "private key for {id} not found at {}",
+            key.display()
+        ))
+        .cause("keys live on the machine that created the sandbox")
+        .hint(format!(
+            "bootstrap a new key on this machine: km vscode rekey {id}"
+        )));
+    }
+    if !platform.is_running(record) {
+        return Err(CommandError::user(format!("sandbox {id} is not running"))
+            .hint(format!("km resume {id}")));
+    }
+    let found = probe(platform, record)?;
+    if let Some(problem) = found.problem() {
+        return Err(problem_error(record, problem));
+    }
+    crate::key_rotation::settle(context, store, platform, record)
+}
+
 /// Runs the pre-flight probe over the command channel.
 fn probe(platform: &dyn Platform, record: &SandboxRecord) -> CommandResult<Probe> {
     let script = probe_script(&platform.sshd_check(), &platform.host_key_path(record));

@@ -10,11 +10,10 @@ use std::process::{Command, ExitCode, Stdio};
 use crate::cli::VscodeOpenArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
-use crate::key_rotation::{IfBusy, recover_and_report};
 use crate::ssh_entries::{self, Transport, entry_transport};
 use crate::ui;
 
-use super::{probe, problem_error, require_enabled};
+use super::{ready_for_ssh, require_enabled};
 
 pub(crate) fn run(context: &Context, args: &VscodeOpenArgs) -> CommandResult<ExitCode> {
     let store = context.store()?;
@@ -22,30 +21,7 @@ pub(crate) fn run(context: &Context, args: &VscodeOpenArgs) -> CommandResult<Exi
     require_enabled(&record)?;
     let id = &record.id;
     let platform = context.platform_for(&record)?;
-    if !platform.is_running(&record) {
-        return Err(CommandError::user(format!("sandbox {id} is not running"))
-            .hint(format!("km resume {id}")));
-    }
-    if !context.paths.private_key(id).exists() {
-        return Err(CommandError::user(format!(
-            "private key for {id} not found at {}",
-            context.paths.private_key(id).display()
-        ))
-        .hint(format!(
-            "bootstrap a new key on this machine: km vscode rekey {id}"
-        )));
-    }
-    let found = probe(platform.as_ref(), &record)?;
-    if let Some(problem) = found.problem() {
-        return Err(problem_error(&record, problem));
-    }
-    recover_and_report(
-        context,
-        store.as_ref(),
-        platform.as_ref(),
-        &record,
-        IfBusy::Wait,
-    )?;
+    ready_for_ssh(context, store.as_ref(), platform.as_ref(), &record)?;
     let usable = match entry_transport(context, id) {
         Some(Transport::Port(port)) => TcpStream::connect(("127.0.0.1", port)).is_ok(),
         Some(Transport::Proxy { .. }) => true,

@@ -21,7 +21,7 @@ use crate::cli::VscodeRekeyArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::interrupts::{INTERRUPTED_EXIT, Interrupts};
-use crate::key_rotation::{self, IfBusy, KeyFiles, recover_and_report};
+use crate::key_rotation::{self, KeyFiles, settle};
 use crate::ssh_client::verify_login;
 use crate::ui;
 
@@ -50,13 +50,7 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
         return Err(problem_error(&record, problem));
     }
     ui::status("✓ Pre-flight check passed");
-    recover_and_report(
-        context,
-        store.as_ref(),
-        platform.as_ref(),
-        &record,
-        IfBusy::Wait,
-    )?;
+    settle(context, store.as_ref(), platform.as_ref(), &record)?;
 
     let files = KeyFiles::of(context, &id);
     let old_fingerprint = fingerprint_of_file(&files.public).ok();

@@ -17,11 +17,10 @@ use km_core::record::{SandboxRecord, Status};
 use crate::cli::VscodeStartArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
-use crate::key_rotation::{IfBusy, recover_and_report};
 use crate::ssh_entries::{self, Transport};
 use crate::ui;
 
-use super::{probe, problem_error, require_enabled};
+use super::{ready_for_ssh, require_enabled};
 
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(8);
@@ -50,33 +49,8 @@ pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<Ex
             })?,
         )
     };
-    let key = context.paths.private_key(&id);
-    if !key.exists() {
-        return Err(CommandError::user(format!(
-            "private key for {id} not found at {}",
-            key.display()
-        ))
-        .cause("keys live on the machine that created the sandbox")
-        .hint(format!(
-            "bootstrap a new key on this machine: km vscode rekey {id}"
-        )));
-    }
     let platform = context.platform_for(&record)?;
-    if !platform.is_running(&record) {
-        return Err(CommandError::user(format!("sandbox {id} is not running"))
-            .hint(format!("km resume {id}")));
-    }
-    let found = probe(platform.as_ref(), &record)?;
-    if let Some(problem) = found.problem() {
-        return Err(problem_error(&record, problem));
-    }
-    recover_and_report(
-        context,
-        store.as_ref(),
-        platform.as_ref(),
-        &record,
-        IfBusy::Wait,
-    )?;
+    ready_for_ssh(context, store.as_ref(), platform.as_ref(), &record)?;
     let transport = match listener {
         Some(_) => Transport::Port(port),
         None => Transport::Proxy {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::cli::VscodeStatusArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
-use crate::key_rotation::{IfBusy, recover_and_report};
+use crate::key_rotation::settle;
 use crate::ssh_client::verify_login;
 use crate::ssh_entries::{Transport, entry_transport, pinned_host_key};
 use crate::ui;
@@ -51,13 +51,7 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
         },
     ));
     if running {
-        recover_and_report(
-            context,
-            store.as_ref(),
-            platform.as_ref(),
-            &record,
-            IfBusy::Wait,
-        )?;
+        settle(context, store.as_ref(), platform.as_ref(), &record)?;
         let found = probe(platform.as_ref(), &record)?;
         checks.push(check(
             "sshd available",
