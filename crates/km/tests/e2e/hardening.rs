@@ -36,6 +36,17 @@ fn write_profile(env: &TestEnv, name: &str, text: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// Kills, when dropped, every process whose command line names the path.
+struct StopProcessesNaming(std::path::PathBuf);
+
+impl Drop for StopProcessesNaming {
+    fn drop(&mut self) {
+        for pid in processes_naming(&self.0) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
 fn backdate(path: &std::path::Path) {
     std::fs::File::options()
         .write(true)
@@ -365,6 +376,8 @@ fn doctor_fixes_orphans_keeps_live_keys_and_refuses_to_fix_blind() {
     let orphan = env.create("default", None);
     let tunnel = Tunnel::start(&env, &orphan);
     drop(tunnel);
+    // Its record goes below, so destroy cannot reach it: stop its processes whatever happens.
+    let _orphan_processes = StopProcessesNaming(env.home().join(format!(".km/sandboxes/{orphan}")));
     // The orphan's record disappears behind km's back (another machine, a lost store row…).
     std::process::Command::new("python3")
         .arg("-c")
