@@ -32,6 +32,9 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         // The agent is given its sandbox directory and needs nothing else from the environment.
         cli::Command::Agent(args) => commands::run_agent(&args),
+        // Generated from the command line alone; they work without a HOME.
+        cli::Command::Completions(args) => commands::completions(&args),
+        cli::Command::Man => commands::man(),
         command => context::Context::from_process()
             .and_then(|context| commands::dispatch(command, &context)),
     };

@@ -43,3 +43,11 @@ pub(crate) fn dispatch(command: Command, context: &Context) -> CommandResult<Exi
 pub(crate) fn run_agent(args: &crate::cli::AgentArgs) -> CommandResult<ExitCode> {
     agent::run(args)
 }
+
+pub(crate) fn completions(args: &crate::cli::CompletionsArgs) -> CommandResult<ExitCode> {
+    completions::completions(args)
+}
+
+pub(crate) fn man() -> CommandResult<ExitCode> {
+    completions::man()
+}
