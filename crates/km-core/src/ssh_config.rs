@@ -76,8 +76,7 @@ impl HostEntry {
     /// Adds a path option: `%` is escaped because ssh expands `%` tokens in paths, and the
     /// value is quoted when it contains spaces.
     pub fn path_option(self, name: &str, path: &str) -> Result<Self, BlockError> {
-        let value = quote_value(&path.replace('%', "%%"))?;
-        Ok(self.option(name, value))
+        Ok(self.option(name, path_value(path)?))
     }
 
     fn render_lines(&self) -> Vec<String> {
@@ -89,6 +88,12 @@ impl HostEntry {
         );
         lines
     }
+}
+
+/// A path as an ssh option value (in a config file or after `-o`): `%` escaped, since ssh
+/// expands `%` tokens in paths, and quoted when it contains spaces.
+pub fn path_value(path: &str) -> Result<String, BlockError> {
+    quote_value(&path.replace('%', "%%"))
 }
 
 /// Quotes a value for ssh_config when it contains whitespace; refuses what cannot be quoted.

@@ -85,6 +85,8 @@ pub fn run_agent(sandbox_dir: &Path) -> io::Result<()> {
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGHUP);
     signals.thread_block().map_err(io::Error::from)?;
+    // Without it, orphans reparent to init; teardown still finds them by the sandbox path
+    // they name, so a failure here weakens nothing that km relies on.
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_child_subreaper(true);
     fs::write(layout.agent_pid(), std::process::id().to_string())?;
@@ -153,10 +155,17 @@ impl Agent {
             command.stderr(log);
         }
         match command.status() {
-            Ok(status) if status.success() => {
-                let _ = fs::write(self.layout.boot_done(), b"");
-                self.booted = true;
-            }
+            Ok(status) if status.success() => match fs::write(self.layout.boot_done(), b"") {
+                Ok(()) => self.booted = true,
+                // Unmarked, a resume would run first boot again and reinstall the key of
+                // creation time over a rotated one; so this boot counts as failed.
+                Err(e) => {
+                    self.boot_error = Some(format!(
+                        "cannot record that first boot finished ({}): {e}",
+                        self.layout.boot_done().display()
+                    ));
+                }
+            },
             Ok(status) => {
                 let tail = fs::read_to_string(self.layout.boot_log()).unwrap_or_default();
                 let tail: Vec<&str> = tail.lines().rev().take(5).collect();

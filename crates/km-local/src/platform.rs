@@ -153,7 +153,8 @@ impl LocalPlatform {
         })
     }
 
-    fn kill_everything(&self, id: &SandboxId) {
+    /// Kills every process of the sandbox; fails, naming them, if any survive.
+    fn kill_everything(&self, id: &SandboxId) -> Result<(), PlatformError> {
         let layout = self.layout(id);
         if let Some(pid) = self.live_agent(&layout) {
             let mut doomed = process_tree::descendants(pid);
@@ -169,8 +170,22 @@ impl LocalPlatform {
             process_tree::kill_all(&stray);
             thread::sleep(Duration::from_millis(20));
         }
+        let survivors = process_tree::referencing(layout.root());
+        if !survivors.is_empty() {
+            return Err(PlatformError::Channel(format!(
+                "processes {survivors:?} of sandbox {id} are still running after SIGKILL; check them with `ps -o pid,user,args -p {}`",
+                survivors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )));
+        }
+        // Leftovers are harmless: nothing listens on the socket, and a stale PID is checked
+        // against the agent's command line before it is ever signalled.
         let _ = fs::remove_file(layout.agent_socket());
         let _ = fs::remove_file(layout.agent_pid());
+        Ok(())
     }
 }
 
@@ -258,7 +273,7 @@ impl Platform for LocalPlatform {
         if self.is_running(record) {
             return Ok(());
         }
-        self.kill_everything(&record.id);
+        self.kill_everything(&record.id)?;
         self.spawn_agent(&record.id)
     }
 
@@ -273,8 +288,7 @@ impl Platform for LocalPlatform {
                 thread::sleep(Duration::from_millis(5));
             }
         }
-        self.kill_everything(&record.id);
-        Ok(())
+        self.kill_everything(&record.id)
     }
 
     fn destroy(&self, record: &SandboxRecord) -> Result<(), PlatformError> {

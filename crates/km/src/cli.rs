@@ -36,7 +36,8 @@ pub(crate) enum Command {
     Unlock(SandboxArg),
     /// Run a command in a sandbox like `ssh host CMD` (or open an interactive ssh session)
     Shell(ShellArgs),
-    /// VS Code Remote-SSH: forward a local port, check readiness, rotate the key
+    /// VS Code Remote-SSH: write the ssh entry (tunnel or proxy mode), open the editor, check
+    /// readiness, rotate the key
     #[command(subcommand)]
     Vscode(VscodeCommand),
     /// ssh ProxyCommand: connect stdin/stdout to the sandbox's sshd

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use km_core::id::SandboxId;
-use km_core::ssh_config::quote_value;
-use km_core::userdata::shell_quote;
+use km_core::ssh_config;
+
+use crate::ssh_entries::proxy_command;
 
 use crate::context::Context;
 
@@ -17,7 +18,7 @@ fn path_value(path: &Path) -> Result<String, String> {
     let text = path
         .to_str()
         .ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
-    quote_value(&text.replace('%', "%%")).map_err(|e| e.to_string())
+    ssh_config::path_value(text).map_err(|e| e.to_string())
 }
 
 /// An `ssh` command that reaches `id` through `km proxy <id>`, authenticating with `key`.
@@ -29,12 +30,7 @@ pub(crate) fn ssh_command(
     key: &Path,
     user: &str,
 ) -> Result<Command, String> {
-    // ProxyCommand is %-expanded, then run by the shell.
-    let proxy = format!(
-        "{} proxy {}",
-        shell_quote(&context.km_exe.display().to_string()).replace('%', "%%"),
-        id
-    );
+    let proxy = proxy_command(context, id, false).map_err(|e| e.message)?;
     let mut command = Command::new("ssh");
     command
         .arg("-F")

@@ -82,7 +82,11 @@ pub(crate) enum Transport {
 }
 
 /// The `ProxyCommand` line for `id`: km by absolute path, shell-quoted, `%` escaped.
-fn proxy_command(context: &Context, id: &SandboxId, fdpass: bool) -> CommandResult<String> {
+pub(crate) fn proxy_command(
+    context: &Context,
+    id: &SandboxId,
+    fdpass: bool,
+) -> CommandResult<String> {
     let exe = context.km_exe.display().to_string();
     if exe.chars().any(char::is_control) {
         return Err(CommandError::user(format!(

@@ -12,7 +12,7 @@ use std::process::{Command, ExitCode, Stdio};
 use km_core::atomic_file::{TEMP_PREFIX, ensure_private_dir, remove_stale_temps};
 use km_core::id::SandboxId;
 use km_core::known_hosts;
-use km_core::record::{SandboxRecord, Status};
+use km_core::record::{SandboxRecord, SandboxStore, Status};
 use km_core::ssh_config;
 use serde::Serialize;
 
@@ -82,14 +82,14 @@ pub(crate) fn run(context: &Context, args: &DoctorArgs) -> CommandResult<ExitCod
         findings: Vec::new(),
     };
     tools(context, &mut report);
-    let records = context.store().and_then(|store| Ok(store.list()?));
-    let records = match records {
-        Ok(records) => {
+    let listed = context.store().and_then(|store| Ok((store.list()?, store)));
+    let (records, store) = match listed {
+        Ok((records, store)) => {
             report.ok(
                 "sandbox list",
                 format!("{} sandbox(es) recorded", records.len()),
             );
-            Some(records)
+            (Some(records), Some(store))
         }
         Err(error) => {
             report.problem(
@@ -100,7 +100,7 @@ pub(crate) fn run(context: &Context, args: &DoctorArgs) -> CommandResult<ExitCod
                 ),
                 None,
             );
-            None
+            (None, None)
         }
     };
     if args.fix && records.is_none() {
@@ -112,10 +112,10 @@ pub(crate) fn run(context: &Context, args: &DoctorArgs) -> CommandResult<ExitCod
     }
     modes(context, &mut report, args.fix);
     temps(context, &mut report, args.fix);
-    if let Some(records) = &records {
+    if let (Some(records), Some(store)) = (&records, &store) {
         ssh_config_entries(context, records, &mut report, args.fix);
         keys_and_pins(context, records, &mut report, args.fix);
-        sandboxes(context, records, &mut report, args.fix);
+        sandboxes(context, store.as_ref(), records, &mut report, args.fix);
     }
     finish(&report, args)?;
     let open = report
@@ -463,7 +463,13 @@ fn remove_key_files(context: &Context, id: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-fn sandboxes(context: &Context, records: &[SandboxRecord], report: &mut Report, fix: bool) {
+fn sandboxes(
+    context: &Context,
+    store: &dyn SandboxStore,
+    records: &[SandboxRecord],
+    report: &mut Report,
+    fix: bool,
+) {
     let known: BTreeSet<String> = records.iter().map(|r| r.id.to_string()).collect();
     if let Ok(entries) = std::fs::read_dir(context.paths.sandboxes_dir()) {
         for entry in entries.filter_map(Result::ok) {
@@ -505,24 +511,13 @@ fn sandboxes(context: &Context, records: &[SandboxRecord], report: &mut Report, 
         }
         let files = KeyFiles::of(context, &record.id);
         if files.private_new.exists() || files.public_new.exists() {
-            let store = context.store();
-            let fixed = match (fix, store) {
-                (true, Ok(store)) => {
-                    match recover(
-                        context,
-                        store.as_ref(),
-                        platform.as_ref(),
-                        record,
-                        IfBusy::Wait,
-                    ) {
-                        Ok(Recovery::Finished) => {
-                            Some("finished: the sandbox had the new key".into())
-                        }
-                        Ok(Recovery::Undone) => Some("undone: the sandbox had the old key".into()),
-                        Ok(Recovery::NothingPending) => Some("settled meanwhile".into()),
-                        _ => None,
-                    }
-                }
+            let fixed = match fix {
+                true => match recover(context, store, platform.as_ref(), record, IfBusy::Wait) {
+                    Ok(Recovery::Finished) => Some("finished: the sandbox had the new key".into()),
+                    Ok(Recovery::Undone) => Some("undone: the sandbox had the old key".into()),
+                    Ok(Recovery::NothingPending) => Some("settled meanwhile".into()),
+                    _ => None,
+                },
                 _ => None,
             };
             report.problem(
