@@ -1,11 +1,10 @@
 //! Sandboxes as EC2 instances: launched from the rendered userdata, tagged with the sandbox ID
-//! and alias, stopped, started and terminated in the sandbox's own region.
-//!
-//! The command channel (SSM SendCommand) and the ssh stream (an SSM session) are the AWS
-//! platform's next part; until then `exec` and the streams say so plainly.
+//! and alias, stopped, started and terminated in the sandbox's own region; reached only through
+//! SSM (SendCommand for scripts, a session per ssh connection).
 
 use std::collections::HashMap;
-use std::os::fd::RawFd;
+use std::io::Write;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,10 +15,12 @@ use aws_sdk_ec2::types::{
 };
 use km_core::platform::{ExecOutput, Platform, PlatformError, ProvisionRequest, StreamSession};
 use km_core::record::SandboxRecord;
-use km_core::userdata::Target;
+use km_core::userdata::{EC2_FIRST_BOOT_DONE, Target};
 
 use crate::connect::{AwsSettings, block_on, runtime, sdk_config};
 use crate::failure::AwsFailure;
+use crate::ssm_command::{self, Failure, OnInterrupt, STDERR_LIMIT, STDOUT_LIMIT};
+use crate::ssm_session::SessionTarget;
 
 /// The public SSM parameter naming the newest Amazon Linux 2023 image.
 const AL2023_PARAMETER: &str =
@@ -33,6 +34,10 @@ const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub const SANDBOX_ID_TAG: &str = "km:sandbox-id";
 /// The tag that carries a sandbox's alias.
 pub const ALIAS_TAG: &str = "km:alias";
+/// How long an operator's `km shell <sb> -- CMD` may run on EC2.
+const SHELL_COMMAND_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// How long one first-boot check may take.
+const BOOT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs sandboxes as EC2 instances.
 #[derive(Debug)]
@@ -226,12 +231,91 @@ impl Ec2Platform {
             .ok_or_else(|| AwsFailure::Other("RunInstances returned no instance".into()))
     }
 
-    fn no_channel(&self, record: &SandboxRecord) -> PlatformError {
-        PlatformError::NoCommandChannel(format!(
-            "sandbox {} runs on EC2, and this km cannot yet run commands or open ssh streams there (that needs SSM, the AWS platform's next part)",
-            record.id
-        ))
+    /// Waits until SSM reaches the instance and its userdata has finished first boot.
+    async fn wait_first_boot(
+        ssm: &aws_sdk_ssm::Client,
+        target: ssm_command::Target<'_>,
+    ) -> Result<(), PlatformError> {
+        let script = format!(
+            "if [ -f \"${{KM_ROOT:-}}{EC2_FIRST_BOOT_DONE}\" ]; then echo ready\n\
+             elif command -v cloud-init >/dev/null 2>&1 && cloud-init status 2>/dev/null | grep -q 'status: error'; then\n\
+             echo failed; tail -n 5 /var/log/cloud-init-output.log\nelse echo booting; fi\n"
+        );
+        let deadline = Instant::now() + STATE_TIMEOUT;
+        loop {
+            match ssm_command::run(ssm, target, &script, BOOT_CHECK_TIMEOUT, OnInterrupt::Ignore)
+                .await
+            {
+                Ok(done) if done.stdout.lines().next() == Some("ready") => return Ok(()),
+                Ok(done) if done.stdout.lines().next() == Some("failed") => {
+                    return Err(PlatformError::Boot(format!(
+                        "the first boot of instance {} failed: {}",
+                        target.instance_id,
+                        done.stdout.lines().skip(1).collect::<Vec<_>>().join(" | ")
+                    )));
+                }
+                // Booting, or its SSM agent has not registered yet.
+                Ok(_) | Err(Failure::NotManaged) => {}
+                Err(other) => return Err(other.report(target)),
+            }
+            if Instant::now() > deadline {
+                return Err(PlatformError::Boot(format!(
+                    "instance {} did not finish its first boot where SSM can reach it within {}s; it needs an instance profile that allows SSM (km init --aws --instance-profile <name>, see docs/aws.md)",
+                    target.instance_id,
+                    STATE_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
     }
+
+    /// Runs `script` over SSM on the sandbox's instance.
+    fn run_command(
+        &self,
+        record: &SandboxRecord,
+        script: &str,
+        timeout: Duration,
+        on_interrupt: OnInterrupt,
+    ) -> Result<ssm_command::Finished, PlatformError> {
+        let placement = Self::placement(record)?;
+        let (_, ssm) = self.clients(&placement.region);
+        let target = ssm_command::Target {
+            instance_id: &placement.instance_id,
+            region: &placement.region,
+            sandbox: &record.id,
+        };
+        block_on(&self.runtime, async {
+            ssm_command::run(&ssm, target, script, timeout, on_interrupt)
+                .await
+                .map_err(|failure| failure.report(target))
+        })
+    }
+
+    fn session_target(record: &SandboxRecord) -> Result<SessionTarget, PlatformError> {
+        let placement = Self::placement(record)?;
+        Ok(SessionTarget {
+            instance_id: placement.instance_id,
+            region: placement.region,
+            sandbox: record.id.clone(),
+        })
+    }
+}
+
+fn truncated(record: &SandboxRecord) -> PlatformError {
+    PlatformError::Channel(format!(
+        "SSM cut the output of a command on sandbox {} at its limit ({STDOUT_LIMIT} characters of stdout, {STDERR_LIMIT} of stderr), so it is incomplete; for full output run it over ssh: ssh {} <command>",
+        record.id,
+        record.id.host_alias()
+    ))
+}
+
+/// Writes `text` to one of the caller's descriptors.
+#[allow(unsafe_code)]
+fn write_to(fd: RawFd, text: &str) -> std::io::Result<()> {
+    // SAFETY: `run_with_stdio`'s caller keeps its stdio descriptors open for the whole call;
+    // the duplicate written to is owned here and closed before returning.
+    let owned = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
+    std::fs::File::from(owned).write_all(text.as_bytes())
 }
 
 impl Platform for Ec2Platform {
@@ -258,6 +342,26 @@ impl Platform for Ec2Platform {
                 Self::wait_for(&ec2, &instance_id, InstanceStateName::Running).await
             {
                 // Never leave an instance behind that no record points at.
+                let cleanup = ec2
+                    .terminate_instances()
+                    .instance_ids(&instance_id)
+                    .send()
+                    .await;
+                let left = match cleanup {
+                    Ok(_) => "it was terminated".to_owned(),
+                    Err(e) => format!(
+                        "terminating it failed too ({}); terminate {instance_id} in {region} by hand",
+                        AwsFailure::from_sdk(e)
+                    ),
+                };
+                return Err(PlatformError::Boot(format!("{failure}; {left}")));
+            }
+            let target = ssm_command::Target {
+                instance_id: &instance_id,
+                region: &region,
+                sandbox: &request.id,
+            };
+            if let Err(failure) = Self::wait_first_boot(&ssm, target).await {
                 let cleanup = ec2
                     .terminate_instances()
                     .instance_ids(&instance_id)
@@ -343,30 +447,85 @@ impl Platform for Ec2Platform {
         .is_ok_and(|state| state == Some(InstanceStateName::Running))
     }
 
+    fn reachable(&self, record: &SandboxRecord) -> Result<bool, PlatformError> {
+        let Ok(placement) = Self::placement(record) else {
+            return Ok(false);
+        };
+        let (ec2, _) = self.clients(&placement.region);
+        match block_on(&self.runtime, async {
+            Self::state(&ec2, &placement.instance_id).await
+        }) {
+            Ok(state) => Ok(state == Some(InstanceStateName::Running)),
+            Err(failure @ AwsFailure::Credentials(_)) => {
+                Err(PlatformError::Credentials(failure.to_string()))
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
     fn exec(
         &self,
         record: &SandboxRecord,
-        _script: &str,
-        _timeout: Duration,
+        script: &str,
+        timeout: Duration,
     ) -> Result<ExecOutput, PlatformError> {
-        Err(self.no_channel(record))
+        let done = self.run_command(
+            record,
+            &ssm_command::as_sandbox_user(script),
+            timeout,
+            OnInterrupt::Ignore,
+        )?;
+        if done.truncated {
+            return Err(truncated(record));
+        }
+        Ok(ExecOutput {
+            exit_code: done.exit_code,
+            stdout: done.stdout,
+            stderr: done.stderr,
+            timed_out: done.timed_out,
+        })
     }
 
     fn run_with_stdio(
         &self,
         record: &SandboxRecord,
-        _script: &str,
-        _stdio: [RawFd; 3],
+        script: &str,
+        stdio: [RawFd; 3],
     ) -> Result<i32, PlatformError> {
-        Err(self.no_channel(record))
+        // SendCommand carries no input: the command's stdin is empty, as with `ssh -n`.
+        let done = self.run_command(
+            record,
+            &ssm_command::as_sandbox_user(script),
+            SHELL_COMMAND_TIMEOUT,
+            OnInterrupt::Cancel,
+        )?;
+        let written = write_to(stdio[1], &done.stdout).and_then(|()| write_to(stdio[2], &done.stderr));
+        if let Err(e) = written {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(PlatformError::Channel(format!(
+                    "cannot write the command's output: {e}"
+                )));
+            }
+        }
+        if done.truncated {
+            return Err(truncated(record));
+        }
+        if done.timed_out {
+            return Err(PlatformError::Channel(format!(
+                "the command on sandbox {} ran past {}h and was stopped",
+                record.id,
+                SHELL_COMMAND_TIMEOUT.as_secs() / 3600
+            )));
+        }
+        Ok(done.exit_code)
     }
 
     fn open_stream(
         &self,
         record: &SandboxRecord,
-        _fds: &[RawFd],
+        fds: &[RawFd],
     ) -> Result<Box<dyn StreamSession>, PlatformError> {
-        Err(self.no_channel(record))
+        Self::session_target(record)?.open(fds)
     }
 
     fn sshd_check(&self) -> String {
@@ -374,7 +533,7 @@ impl Platform for Ec2Platform {
     }
 
     fn host_key_path(&self, _record: &SandboxRecord) -> String {
-        "/etc/ssh/ssh_host_ed25519_key.pub".into()
+        "\"${KM_ROOT:-}\"/etc/ssh/ssh_host_ed25519_key.pub".into()
     }
 
     fn workspace_path(&self, _record: &SandboxRecord) -> String {
@@ -392,5 +551,12 @@ impl Platform for Ec2Platform {
 
     fn userdata_target(&self) -> Target {
         Target::Ec2
+    }
+
+    fn shell_session(
+        &self,
+        record: &SandboxRecord,
+    ) -> Result<Option<std::process::Command>, PlatformError> {
+        Self::session_target(record)?.shell().map(Some)
     }
 }

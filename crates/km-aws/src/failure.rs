@@ -19,6 +19,10 @@ pub enum AwsFailure {
     NotFound(String),
     /// A conditional write lost (the condition did not hold).
     ConditionFailed(String),
+    /// SSM will not reach the instance (stopped, unregistered, or no instance profile).
+    NotManaged(String),
+    /// SSM has not delivered a command to its instance yet.
+    NotYetDelivered(String),
     /// Anything else AWS said.
     Other(String),
 }
@@ -44,7 +48,11 @@ impl std::fmt::Display for AwsFailure {
                 f,
                 "cannot reach AWS ({why}); check the network, the region and AWS_ENDPOINT_URL"
             ),
-            Self::NotFound(why) | Self::ConditionFailed(why) | Self::Other(why) => f.write_str(why),
+            Self::NotFound(why)
+            | Self::ConditionFailed(why)
+            | Self::NotManaged(why)
+            | Self::NotYetDelivered(why)
+            | Self::Other(why) => f.write_str(why),
         }
     }
 }
@@ -110,6 +118,8 @@ fn classify(code: &str, said: String) -> AwsFailure {
         "ConditionalCheckFailedException" | "TransactionCanceledException" => {
             AwsFailure::ConditionFailed(said)
         }
+        "InvalidInstanceId" | "TargetNotConnected" => AwsFailure::NotManaged(said),
+        "InvocationDoesNotExist" => AwsFailure::NotYetDelivered(said),
         c if c.ends_with("NotFound")
             || c.ends_with("NotFoundException")
             || c == "ParameterNotFound" =>
@@ -148,6 +158,14 @@ mod tests {
         assert!(matches!(
             classify("ExpiredToken", "old".into()),
             AwsFailure::Credentials(_)
+        ));
+        assert!(matches!(
+            classify("InvalidInstanceId", "off".into()),
+            AwsFailure::NotManaged(_)
+        ));
+        assert!(matches!(
+            classify("InvocationDoesNotExist", "later".into()),
+            AwsFailure::NotYetDelivered(_)
         ));
         let line = AwsFailure::AccessDenied("ec2:RunInstances".into()).to_string();
         assert!(line.contains("docs/aws.md") && !line.contains('\n'));

@@ -9,9 +9,12 @@
 mod connect;
 mod ec2;
 mod failure;
+mod ssm_command;
+mod ssm_session;
 mod store;
 
 pub use connect::AwsSettings;
 pub use ec2::{ALIAS_TAG, Ec2Platform, MAX_USERDATA_BYTES, SANDBOX_ID_TAG};
 pub use failure::AwsFailure;
+pub use ssm_command::{STDERR_LIMIT, STDOUT_LIMIT};
 pub use store::{DynamoStore, TableSetup, ensure_table};

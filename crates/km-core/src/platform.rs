@@ -50,15 +50,17 @@ pub enum PlatformError {
     /// The command or stream channel failed.
     #[error("{0}")]
     Channel(String),
-    /// The platform has no command or stream channel to this sandbox (yet).
+    /// The platform's credentials are missing or expired: retrying cannot help until the
+    /// operator signs in again.
     #[error("{0}")]
-    NoCommandChannel(String),
+    Credentials(String),
 }
 
 /// A stream to the sandbox's sshd that outlives the call that opened it.
 pub trait StreamSession: Send {
-    /// Blocks until the sandbox side of the stream ends; returns sshd's exit code if known.
-    fn wait(self: Box<Self>) -> Option<i32>;
+    /// Blocks until the sandbox side of the stream ends; returns sshd's exit code if known,
+    /// or why the stream could not be carried (for a stream that needs a live process).
+    fn wait(self: Box<Self>) -> Result<Option<i32>, PlatformError>;
 }
 
 /// A place sandboxes run. `Send + Sync` so a tunnel can serve many connections at once.
@@ -76,6 +78,11 @@ pub trait Platform: Send + Sync {
     fn destroy(&self, record: &SandboxRecord) -> Result<(), PlatformError>;
     /// Whether the sandbox really runs now (not only what was last recorded).
     fn is_running(&self, record: &SandboxRecord) -> bool;
+    /// Like [`Platform::is_running`], but says when the platform cannot be asked at all
+    /// (expired credentials), so a tunnel stops instead of retrying forever.
+    fn reachable(&self, record: &SandboxRecord) -> Result<bool, PlatformError> {
+        Ok(self.is_running(record))
+    }
     /// Runs a shell script in the sandbox, with `$HOME` set to the sandbox user's home.
     fn exec(
         &self,
@@ -100,7 +107,8 @@ pub trait Platform: Send + Sync {
     ) -> Result<Box<dyn StreamSession>, PlatformError>;
     /// A shell condition, run in the sandbox, that succeeds when sshd can serve.
     fn sshd_check(&self) -> String;
-    /// Where the sandbox's host public key is, inside the sandbox.
+    /// Where the sandbox's host public key is, inside the sandbox, as one shell word (quoted
+    /// where needed).
     fn host_key_path(&self, record: &SandboxRecord) -> String;
     /// The sandbox's workspace folder, as a path inside the sandbox (what an editor opens).
     fn workspace_path(&self, record: &SandboxRecord) -> String;
@@ -111,4 +119,12 @@ pub trait Platform: Send + Sync {
     fn streams_outlive_the_caller(&self) -> bool;
     /// Which variant of the first-boot script this platform runs.
     fn userdata_target(&self) -> Target;
+    /// An interactive shell in the sandbox that needs no sshd, for sandboxes created without
+    /// VS Code, when the platform has one (an SSM session on EC2).
+    fn shell_session(
+        &self,
+        _record: &SandboxRecord,
+    ) -> Result<Option<std::process::Command>, PlatformError> {
+        Ok(None)
+    }
 }

@@ -55,13 +55,12 @@ impl Probe {
 }
 
 /// A probe script: `sshd_check` is a shell condition that succeeds when sshd can serve, and
-/// `host_key_path` is where the sandbox's host public key lives.
+/// `host_key_path` is where the sandbox's host public key lives, as one shell word.
 pub fn probe_script(sshd_check: &str, host_key_path: &str) -> String {
     format!(
         "echo '{SSHD}'\nif {sshd_check} >/dev/null 2>&1; then echo active; else echo inactive; fi\n\
          echo '{AUTHKEYS}'\nif [ -f \"$HOME/.ssh/authorized_keys\" ]; then echo present; cat \"$HOME/.ssh/authorized_keys\"; else echo absent; fi\n\
-         echo '{HOSTKEY}'\ncat {} 2>/dev/null || true\n",
-        shell_quote(host_key_path)
+         echo '{HOSTKEY}'\ncat {host_key_path} 2>/dev/null || true\n"
     )
 }
 

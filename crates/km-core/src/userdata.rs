@@ -6,7 +6,8 @@
 //! cloud-init userdata and adds what a real machine needs: the `sandbox` user, OpenSSH's
 //! server if the image lacks it, sshd on 127.0.0.1 only (SSM reaches it from inside) with
 //! curve25519 key exchange, and SELinux labels. Every value is validated before rendering and
-//! single-quoted in the script.
+//! single-quoted in the script. Every path the EC2 steps touch starts with `$root` (empty on
+//! a real instance), so the same script also prepares a simulated instance's directory.
 
 use crate::id::SandboxId;
 use crate::keys::{KeyError, parse_public_line};
@@ -25,7 +26,7 @@ const EC2_PREPARE: &str = r#"KM_SANDBOX_USER=sandbox
 if ! id "$KM_SANDBOX_USER" >/dev/null 2>&1; then
   useradd --create-home --shell /bin/bash "$KM_SANDBOX_USER"
 fi
-home="/home/$KM_SANDBOX_USER"
+home="$root/home/$KM_SANDBOX_USER"
 if [ "$KM_VSCODE_ENABLED" = true ] && [ ! -x /usr/sbin/sshd ]; then
   if command -v dnf >/dev/null 2>&1; then dnf install -y openssh-server
   elif command -v yum >/dev/null 2>&1; then yum install -y openssh-server
@@ -33,8 +34,8 @@ if [ "$KM_VSCODE_ENABLED" = true ] && [ ! -x /usr/sbin/sshd ]; then
   fi
 fi
 if [ "$KM_VSCODE_ENABLED" = true ]; then
-  mkdir -p /etc/ssh/sshd_config.d
-  cat > /etc/ssh/sshd_config.d/50-km.conf <<'KM_SSHD'
+  mkdir -p "$root/etc/ssh/sshd_config.d"
+  cat > "$root/etc/ssh/sshd_config.d/50-km.conf" <<'KM_SSHD'
 # km: reached only through SSM from inside the instance
 ListenAddress 127.0.0.1
 PubkeyAuthentication yes
@@ -42,7 +43,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org
 KM_SSHD
-  chmod 644 /etc/ssh/sshd_config.d/50-km.conf
+  chmod 644 "$root/etc/ssh/sshd_config.d/50-km.conf"
 fi
 "#;
 
@@ -55,7 +56,12 @@ if [ "$KM_VSCODE_ENABLED" = true ]; then
     systemctl restart sshd >/dev/null 2>&1 || systemctl restart ssh
   fi
 fi
+mkdir -p "$root/var/lib/km"
+: > "$root/var/lib/km/first-boot.done"
 "#;
+
+/// Where the EC2 userdata leaves its mark when first boot has finished, relative to `$root`.
+pub const EC2_FIRST_BOOT_DONE: &str = "/var/lib/km/first-boot.done";
 
 /// What the first boot needs to know.
 #[derive(Debug, Clone)]

@@ -218,10 +218,11 @@ struct LocalStream {
 }
 
 impl StreamSession for LocalStream {
-    fn wait(self: Box<Self>) -> Option<i32> {
+    fn wait(self: Box<Self>) -> Result<Option<i32>, PlatformError> {
         match recv_reply(&self.control) {
-            Ok(Reply::StreamEnded { exit_code }) => Some(exit_code),
-            _ => None,
+            Ok(Reply::StreamEnded { exit_code }) => Ok(Some(exit_code)),
+            // The agent went away with the sandbox; sshd's end closed the stream already.
+            _ => Ok(None),
         }
     }
 }
@@ -375,10 +376,13 @@ impl Platform for LocalPlatform {
     }
 
     fn host_key_path(&self, record: &SandboxRecord) -> String {
-        self.layout(&record.id)
-            .host_public_key()
-            .display()
-            .to_string()
+        km_core::userdata::shell_quote(
+            &self
+                .layout(&record.id)
+                .host_public_key()
+                .display()
+                .to_string(),
+        )
     }
 
     fn workspace_path(&self, record: &SandboxRecord) -> String {

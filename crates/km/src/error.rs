@@ -76,8 +76,8 @@ impl From<PlatformError> for CommandError {
             PlatformError::NotRunning(id) => {
                 Self::user(error.to_string()).hint(format!("start it with `km resume {id}`"))
             }
-            PlatformError::NoCommandChannel(_) => Self::user(error.to_string())
-                .hint("use the AWS console or `aws ssm start-session` for now; see docs/aws.md"),
+            PlatformError::Credentials(_) => Self::user(error.to_string())
+                .hint("sign in again (e.g. `aws sso login`, or set AWS_PROFILE), then run the same km command again"),
             _ => Self::user(error.to_string()),
         }
     }

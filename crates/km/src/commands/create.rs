@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use km_core::id::{Alias, SandboxId};
 use km_core::keys::{KeyPair, key_material};
-use km_core::platform::{Platform, PlatformError, ProvisionRequest};
+use km_core::platform::{Platform, ProvisionRequest};
 use km_core::profile::{Profile, load_profile};
 use km_core::record::{NewSandbox, SandboxStore, Status};
 use km_core::remote_script::{parse_probe, probe_script};
@@ -244,30 +244,13 @@ fn build(
         &probe_script(&platform.sshd_check(), &platform.host_key_path(&record)),
         Duration::from_secs(10),
     );
-    let pinned = match probe {
-        Ok(probe) => {
-            let host_key = parse_probe(&probe.stdout)
-                .host_key
-                .and_then(|line| key_material(&line))
-                .ok_or_else(|| {
-                    CommandError::user(format!("sandbox {id} booted without a readable host key"))
-                })?;
-            ssh_entries::pin_host_key(context, id, &host_key)?;
-            true
-        }
-        // The instance runs; its host key can only be read, and pinned, over a command channel.
-        Err(PlatformError::NoCommandChannel(why)) => {
-            ui::warn(&format!("host key of {id} not pinned: {why}"));
-            false
-        }
-        Err(other) => return Err(other.into()),
-    };
+    let host_key = parse_probe(&probe?.stdout)
+        .host_key
+        .and_then(|line| key_material(&line))
+        .ok_or_else(|| CommandError::user(format!("sandbox {id} booted without a readable host key")))?;
+    ssh_entries::pin_host_key(context, id, &host_key)?;
     check_interrupts(interrupts, id)?;
     store.set_status(id, Status::Running)?;
-    if pinned {
-        ui::status(&format!("✓ Sandbox {id} running (host key pinned)"));
-    } else {
-        ui::status(&format!("✓ Sandbox {id} running"));
-    }
+    ui::status(&format!("✓ Sandbox {id} running (host key pinned)"));
     Ok(())
 }

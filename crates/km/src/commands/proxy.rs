@@ -64,6 +64,6 @@ pub(crate) fn run(context: &Context, args: &ProxyArgs) -> CommandResult<ExitCode
         .map_err(|e| CommandError::user("cannot open /dev/null").cause(e))?;
     let _ = nix::unistd::dup2_stdin(&null);
     let _ = nix::unistd::dup2_stdout(&null);
-    session.wait();
+    session.wait()?;
     Ok(ExitCode::SUCCESS)
 }

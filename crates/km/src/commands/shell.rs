@@ -22,6 +22,14 @@ pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode
     let platform = context.platform_for(&record)?;
     if args.command.is_empty() {
         if !record.vscode_enabled {
+            if let Some(mut session) = platform.shell_session(&record)? {
+                let status = session
+                    .status()
+                    .map_err(|e| CommandError::user("cannot start the shell session").cause(e))?;
+                return Ok(ExitCode::from(
+                    u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
+                ));
+            }
             return Err(CommandError::user(format!(
                 "sandbox {} has no sshd (its profile set vscodeEnabled: false), so there is no interactive shell",
                 record.id

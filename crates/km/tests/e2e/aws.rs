@@ -1,82 +1,131 @@
-//! The AWS platform against the moto server (a local AWS emulator), through the real `km`
-//! binary: `km init --aws`, EC2 sandboxes and DynamoDB records. Built with `--features aws`.
+//! The AWS platform through the real `km` binary, inside `scripts/aws-sim` (moto plus SSM
+//! commands that really run, per-instance roots prepared by their userdata, and a stand-in
+//! `aws` whose `ssm start-session` runs the instance's sshd): `km init --aws`, EC2 sandboxes,
+//! DynamoDB records, and the whole VS Code workflow with the real OpenSSH client.
+//! Built with `--features aws`.
 //!
-//! Each test starts its own moto server on a free loopback port and stops it by PID. moto
-//! emulates EC2 and DynamoDB faithfully; SSM commands and sessions are the next part's work.
+//! Each test starts its own simulator and ends it by closing its stdin (and by PID if it
+//! lingers), which stops every process the simulator started.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{TestEnv, free_port, repo_profile, wait_until};
+use crate::support::{TestEnv, free_port, repo_profile, stdout_of, succeeds, wait_until};
 
-/// A moto server of this test's own, stopped by PID when dropped.
-struct Moto {
+/// The simulator's command runs until its stdin closes, after writing down its environment.
+const HOLD: &str = r#"printf '%s\n' "$AWS_ENDPOINT_URL" "$PATH" "$AWS_SIM_DIR" "$AWS_SIM_INSTANCE_PROFILE" > "$0.tmp" && mv "$0.tmp" "$0"; exec cat > /dev/null"#;
+
+/// An AWS simulator of this test's own.
+struct AwsSim {
     child: Child,
+    hold: Option<ChildStdin>,
     url: String,
+    path: String,
+    dir: PathBuf,
+    instance_profile: String,
+    _scratch: tempfile::TempDir,
 }
 
-impl Moto {
+impl AwsSim {
     fn start() -> Self {
-        let port = free_port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+        let scratch = tempfile::tempdir().unwrap();
+        let written = scratch.path().join("env");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/aws-sim");
+        let mut child = Command::new(script)
+            .args(["--", "sh", "-c", HOLD])
+            .arg(&written)
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
-            .expect("python3 with moto[server] installed (pip install 'moto[server]')");
-        wait_until("moto to listen", Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
+            .expect("scripts/aws-sim (python3 with moto[server])");
+        wait_until("aws-sim to start", Duration::from_secs(60), || {
+            written.exists()
         });
+        let text = std::fs::read_to_string(&written).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
         Self {
+            hold: child.stdin.take(),
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: lines[0].to_owned(),
+            path: lines[1].to_owned(),
+            dir: PathBuf::from(lines[2]),
+            instance_profile: lines[3].to_owned(),
+            _scratch: scratch,
         }
     }
 
+    /// Adds a fault line (see scripts/aws-sim) that every later request sees.
+    fn fault(&self, line: &str) {
+        let mut faults = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("faults"))
+            .unwrap();
+        writeln!(faults, "{line}").unwrap();
+    }
+
+    fn clear_faults(&self) {
+        std::fs::write(self.dir.join("faults"), "").unwrap();
+    }
+
+    /// Sets the simulator's environment on `command`, as `aws-sim -- command` would.
+    fn apply(&self, command: &mut Command) {
+        command
+            .env("AWS_ENDPOINT_URL", &self.url)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("PATH", &self.path);
+    }
+
     fn stop(&mut self) {
+        drop(self.hold.take());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-impl Drop for Moto {
+impl Drop for AwsSim {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-/// One operator on the AWS platform, against one moto.
+/// One operator on the AWS platform, inside one simulator.
 struct Aws {
     env: TestEnv,
-    moto: Moto,
+    sim: AwsSim,
 }
 
 impl Aws {
     fn new() -> Self {
         let aws = Self {
             env: TestEnv::new(),
-            moto: Moto::start(),
+            sim: AwsSim::start(),
         };
-        aws.ok(&["init", "--aws", "--region", "us-east-1"]);
+        aws.ok(&[
+            "init",
+            "--aws",
+            "--region",
+            "us-east-1",
+            "--instance-profile",
+            &aws.sim.instance_profile,
+        ]);
         aws
     }
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = self.env.command(args);
-        command
-            .env("AWS_ENDPOINT_URL", &self.moto.url)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true");
+        self.sim.apply(&mut command);
         command
     }
 
@@ -113,16 +162,20 @@ impl Aws {
         self.ok(&args).trim().to_owned()
     }
 
-    /// `aws ec2` through boto3 against the same moto, to see what km did.
-    fn describe(&self, region: &str, sandbox: &str) -> Vec<serde_json::Value> {
+    /// `ssh` with the managed `~/.ssh/config`, in the simulator's environment.
+    fn ssh(&self, host: &str) -> Command {
+        let mut command = self.env.ssh_config(host);
+        self.sim.apply(&mut command);
+        command
+    }
+
+    /// Runs a boto3 snippet against the simulator (`ec2` and `region` are set) and returns
+    /// what it printed.
+    fn boto3(&self, region: &str, body: &str) -> String {
         let script = format!(
             "import boto3, json\n\
-             ec2 = boto3.client('ec2', region_name='{region}', endpoint_url='{}', aws_access_key_id='testing', aws_secret_access_key='testing')\n\
-             found = [i for r in ec2.describe_instances(Filters=[{{'Name': 'tag:km:sandbox-id', 'Values': ['{sandbox}']}}])['Reservations'] for i in r['Instances']]\n\
-             out = []\n\
-             for i in found:\n    data = ec2.describe_instance_attribute(InstanceId=i['InstanceId'], Attribute='userData')['UserData'].get('Value', '')\n    out.append({{'id': i['InstanceId'], 'state': i['State']['Name'], 'tags': {{t['Key']: t['Value'] for t in i.get('Tags', [])}}, 'userdata': data}})\n\
-             print(json.dumps(out))\n",
-            self.moto.url
+             ec2 = boto3.client('ec2', region_name='{region}', endpoint_url='{}', aws_access_key_id='testing', aws_secret_access_key='testing')\n{body}",
+            self.sim.url
         );
         let output = Command::new("python3")
             .arg("-c")
@@ -134,7 +187,28 @@ impl Aws {
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        serde_json::from_slice(&output.stdout).unwrap()
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// The instances EC2 has for `sandbox`, as km tagged them.
+    fn describe(&self, region: &str, sandbox: &str) -> Vec<serde_json::Value> {
+        let out = self.boto3(
+            region,
+            &format!(
+                "found = [i for r in ec2.describe_instances(Filters=[{{'Name': 'tag:km:sandbox-id', 'Values': ['{sandbox}']}}])['Reservations'] for i in r['Instances']]\n\
+                 out = []\n\
+                 for i in found:\n    data = ec2.describe_instance_attribute(InstanceId=i['InstanceId'], Attribute='userData')['UserData'].get('Value', '')\n    out.append({{'id': i['InstanceId'], 'state': i['State']['Name'], 'tags': {{t['Key']: t['Value'] for t in i.get('Tags', [])}}, 'userdata': data}})\n\
+                 print(json.dumps(out))\n"
+            ),
+        );
+        serde_json::from_str(&out).unwrap()
+    }
+
+    fn instance_of(&self, sandbox: &str) -> String {
+        self.describe("us-east-1", sandbox)[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 }
 
@@ -153,7 +227,14 @@ fn decode(base64: &str) -> String {
 #[test]
 fn init_creates_the_table_once_and_says_when_nothing_changed() {
     let aws = Aws::new();
-    let output = aws.run(&["init", "--aws", "--region", "us-east-1"]);
+    let output = aws.run(&[
+        "init",
+        "--aws",
+        "--region",
+        "us-east-1",
+        "--instance-profile",
+        &aws.sim.instance_profile,
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("already there"), "{stderr}");
@@ -279,15 +360,10 @@ fn destroy_works_when_the_instance_was_terminated_behind_kms_back() {
         .as_str()
         .unwrap()
         .to_owned();
-    let terminated = Command::new("python3")
-        .arg("-c")
-        .arg(format!(
-            "import boto3; boto3.client('ec2', region_name='us-east-1', endpoint_url='{}', aws_access_key_id='t', aws_secret_access_key='t').terminate_instances(InstanceIds=['{instance}'])",
-            aws.moto.url
-        ))
-        .status()
-        .unwrap();
-    assert!(terminated.success());
+    aws.boto3(
+        "us-east-1",
+        &format!("ec2.terminate_instances(InstanceIds=['{instance}'])"),
+    );
     assert_eq!(
         aws.list()[0]["status"],
         "stopped",
@@ -301,7 +377,7 @@ fn destroy_works_when_the_instance_was_terminated_behind_kms_back() {
 #[test]
 fn an_unreachable_aws_is_a_clear_error_and_leaves_nothing_behind() {
     let mut aws = Aws::new();
-    aws.moto.stop();
+    aws.sim.stop();
     let profile = repo_profile("ec2");
     let stderr = aws.fails(&["create", profile.to_str().unwrap()]);
     assert!(stderr.contains("cannot reach AWS"), "{stderr}");

@@ -117,28 +117,42 @@ fn serve(
     let record = Arc::new(record);
     let ending = runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)?;
+        // A connection that fails for a reason no retry can fix (expired credentials) ends
+        // the tunnel with that reason.
+        let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<PlatformError>();
         let mut backoff = BACKOFF_START;
         let mut down = false;
         let mut next_check = tokio::time::Instant::now() + HEALTH_INTERVAL;
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return Ok::<_, std::io::Error>(Ending::Interrupted),
+                Some(fatal) = fatal_rx.recv() => return Ok(Ending::Gone(fatal.into())),
                 accepted = listener.accept() => {
                     let Ok((socket, _)) = accepted else { continue };
                     let _ = socket.set_nodelay(true);
                     let socket = socket.into_std()?;
                     let platform = Arc::clone(&platform);
                     let record = Arc::clone(&record);
-                    tokio::task::spawn_blocking(move || hand_off(platform.as_ref(), &record, &socket));
+                    let fatal_tx = fatal_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(fatal) = hand_off(platform.as_ref(), &record, &socket) {
+                            let _ = fatal_tx.send(fatal);
+                        }
+                    });
                 }
                 _ = tokio::time::sleep_until(next_check) => {
                     // A platform may block (an AWS call), so ask off the tunnel's threads.
-                    let alive = {
+                    let reachable = {
                         let platform = Arc::clone(&platform);
                         let record = Arc::clone(&record);
-                        tokio::task::spawn_blocking(move || platform.is_running(&record))
+                        tokio::task::spawn_blocking(move || platform.reachable(&record))
                             .await
-                            .unwrap_or(false)
+                            .unwrap_or(Ok(false))
+                    };
+                    let alive = match reachable {
+                        Ok(alive) => alive,
+                        Err(fatal @ PlatformError::Credentials(_)) => return Ok(Ending::Gone(fatal.into())),
+                        Err(_) => false,
                     };
                     if alive {
                         if down {
@@ -177,11 +191,23 @@ fn serve(
     }
 }
 
-fn hand_off(platform: &dyn Platform, record: &SandboxRecord, socket: &std::net::TcpStream) {
-    match platform.open_stream(record, &[socket.as_raw_fd()]) {
-        Ok(_session) => {}
-        Err(PlatformError::NotRunning(_)) => {}
-        Err(e) => ui::warn(&format!("a connection to {} failed: {e}", record.id)),
+/// Hands one accepted connection to the sandbox and waits for its session to end (a platform
+/// whose stream is a live process is reaped here). Returns only errors that end the tunnel.
+fn hand_off(
+    platform: &dyn Platform,
+    record: &SandboxRecord,
+    socket: &std::net::TcpStream,
+) -> Result<(), PlatformError> {
+    let ended = platform
+        .open_stream(record, &[socket.as_raw_fd()])
+        .and_then(|session| session.wait());
+    match ended {
+        Ok(_) | Err(PlatformError::NotRunning(_)) => Ok(()),
+        Err(fatal @ PlatformError::Credentials(_)) => Err(fatal),
+        Err(e) => {
+            ui::warn(&format!("a connection to {} failed: {e}", record.id));
+            Ok(())
+        }
     }
 }
 

@@ -1,0 +1,305 @@
+//! The EC2 command channel: a script sent with SSM SendCommand (`AWS-RunShellScript`) to one
+//! instance in its own region, its invocation polled until it ends.
+//!
+//! Only "not delivered yet" (`InvocationDoesNotExist`) and throttling are retried, each
+//! within a budget; everything else is reported at once with the command that shows more.
+//! Output SSM cut at its limits is flagged, never passed off as complete.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ssm::Client;
+use aws_sdk_ssm::types::CommandInvocationStatus;
+use km_core::id::SandboxId;
+use km_core::platform::PlatformError;
+use km_core::userdata::shell_quote;
+
+use crate::failure::AwsFailure;
+
+/// SSM keeps the first 24,000 characters of a command's stdout.
+pub const STDOUT_LIMIT: usize = 24_000;
+/// SSM keeps the first 8,000 characters of a command's stderr.
+pub const STDERR_LIMIT: usize = 8_000;
+/// How long a command may stay undelivered before the agent is taken to be offline.
+const DELIVERY_BUDGET: Duration = Duration::from_secs(20);
+/// How long km keeps polling through throttling before giving up.
+const THROTTLE_BUDGET: Duration = Duration::from_secs(30);
+/// Time for SSM to report an invocation after its script has timed out.
+const REPORT_GRACE: Duration = Duration::from_secs(30);
+const POLL_FIRST: Duration = Duration::from_millis(100);
+const POLL_CAP: Duration = Duration::from_secs(2);
+/// SendCommand's own delivery timeout (its minimum).
+const DELIVERY_TIMEOUT_SECONDS: i32 = 30;
+
+/// The instance a command goes to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub(crate) instance_id: &'a str,
+    pub(crate) region: &'a str,
+    pub(crate) sandbox: &'a SandboxId,
+}
+
+impl Target<'_> {
+    fn check_command(&self) -> String {
+        format!(
+            "aws ssm describe-instance-information --filters Key=InstanceIds,Values={} --region {}",
+            self.instance_id, self.region
+        )
+    }
+
+    /// The error for an instance SSM will not talk to.
+    pub(crate) fn unmanaged(&self) -> PlatformError {
+        PlatformError::Channel(format!(
+            "instance {} of sandbox {} is not reachable through SSM: it is stopped, its SSM agent is not running, or it has no instance profile that allows SSM (see docs/aws.md); check: {}",
+            self.instance_id,
+            self.sandbox,
+            self.check_command()
+        ))
+    }
+
+    fn failure(&self, failure: AwsFailure) -> Failure {
+        match failure {
+            AwsFailure::NotManaged(_) => Failure::NotManaged,
+            AwsFailure::Credentials(_) => {
+                Failure::Platform(PlatformError::Credentials(failure.to_string()))
+            }
+            other => Failure::Platform(PlatformError::Channel(other.to_string())),
+        }
+    }
+}
+
+/// Why a command did not run to an end.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// SSM will not talk to the instance (yet, while it boots; or at all).
+    NotManaged,
+    /// Anything else, ready to report.
+    Platform(PlatformError),
+}
+
+impl Failure {
+    /// The error to report.
+    pub(crate) fn report(self, target: Target<'_>) -> PlatformError {
+        match self {
+            Self::NotManaged => target.unmanaged(),
+            Self::Platform(error) => error,
+        }
+    }
+}
+
+impl From<PlatformError> for Failure {
+    fn from(error: PlatformError) -> Self {
+        Self::Platform(error)
+    }
+}
+
+/// What an invocation ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Finished {
+    pub(crate) exit_code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) timed_out: bool,
+    /// SSM cut stdout or stderr at its limit: what is here is not all there was.
+    pub(crate) truncated: bool,
+    /// The operator pressed Ctrl-C and the command was cancelled.
+    pub(crate) interrupted: bool,
+}
+
+/// Whether Ctrl-C cancels the command (an operator's own command), or is left to km's
+/// default handling (km's internal scripts, some inside a held-signal section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnInterrupt {
+    Cancel,
+    Ignore,
+}
+
+/// Wraps `script` so it runs as the sandbox user, in its home, with `$HOME` set; SSM itself
+/// runs scripts as root. `KM_ROOT` is empty on a real instance.
+pub(crate) fn as_sandbox_user(script: &str) -> String {
+    format!(
+        "home=\"${{KM_ROOT:-}}/home/sandbox\"\ncd \"$home\" || exit 125\n\
+         exec runuser -u sandbox -- env HOME=\"$home\" /bin/sh -c {}\n",
+        shell_quote(script)
+    )
+}
+
+fn is_truncated(stdout: &str, stderr: &str) -> bool {
+    stdout.chars().count() >= STDOUT_LIMIT || stderr.chars().count() >= STDERR_LIMIT
+}
+
+/// Sends `script` and waits for its result; `timeout` bounds the script itself.
+pub(crate) async fn run(
+    ssm: &Client,
+    target: Target<'_>,
+    script: &str,
+    timeout: Duration,
+    on_interrupt: OnInterrupt,
+) -> Result<Finished, Failure> {
+    let execution_seconds = timeout.as_secs().clamp(1, 172_800);
+    let sent = ssm
+        .send_command()
+        .document_name("AWS-RunShellScript")
+        .instance_ids(target.instance_id)
+        .comment(format!("km {}", target.sandbox))
+        .timeout_seconds(DELIVERY_TIMEOUT_SECONDS)
+        .parameters("commands", vec![script.to_owned()])
+        .parameters("executionTimeout", vec![execution_seconds.to_string()])
+        .send()
+        .await
+        .map_err(|e| target.failure(AwsFailure::from_sdk(e)))?;
+    let command_id = sent
+        .command()
+        .and_then(|c| c.command_id())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Failure::Platform(PlatformError::Channel(
+                "SendCommand returned no command ID".into(),
+            ))
+        })?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(execution_seconds) + REPORT_GRACE;
+    let mut throttled_since: Option<Instant> = None;
+    let mut pause = POLL_FIRST;
+    let interrupt = async {
+        match on_interrupt {
+            OnInterrupt::Cancel => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+            OnInterrupt::Ignore => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(interrupt);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = &mut interrupt => {
+                cancel(ssm, target, &command_id).await?;
+                return Ok(Finished {
+                    exit_code: 130,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    timed_out: false,
+                    truncated: false,
+                    interrupted: true,
+                });
+            }
+        }
+        pause = (pause * 3 / 2).min(POLL_CAP);
+        let polled = ssm
+            .get_command_invocation()
+            .command_id(&command_id)
+            .instance_id(target.instance_id)
+            .send()
+            .await;
+        let invocation = match polled {
+            Ok(invocation) => invocation,
+            Err(error) => match AwsFailure::from_sdk(error) {
+                AwsFailure::NotYetDelivered(_) if started.elapsed() < DELIVERY_BUDGET => continue,
+                AwsFailure::NotYetDelivered(_) => {
+                    // Best effort: a command delivered later must not run unobserved.
+                    let _ = cancel(ssm, target, &command_id).await;
+                    return Err(Failure::Platform(PlatformError::Channel(format!(
+                        "SSM accepted command {command_id} for instance {} of sandbox {} but did not deliver it within {}s: its SSM agent may be offline; check: {}",
+                        target.instance_id,
+                        target.sandbox,
+                        DELIVERY_BUDGET.as_secs(),
+                        target.check_command()
+                    ))));
+                }
+                AwsFailure::Throttled(why) => {
+                    let since = *throttled_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < THROTTLE_BUDGET {
+                        pause = POLL_CAP;
+                        continue;
+                    }
+                    return Err(target.failure(AwsFailure::Throttled(why)));
+                }
+                other => return Err(target.failure(other)),
+            },
+        };
+        throttled_since = None;
+        let stdout = invocation.standard_output_content().unwrap_or_default();
+        let stderr = invocation.standard_error_content().unwrap_or_default();
+        let finished = |timed_out: bool| Finished {
+            exit_code: if timed_out {
+                -1
+            } else {
+                invocation.response_code()
+            },
+            stdout: stdout.to_owned(),
+            stderr: stderr.to_owned(),
+            timed_out,
+            truncated: is_truncated(stdout, stderr),
+            interrupted: false,
+        };
+        match invocation.status() {
+            Some(CommandInvocationStatus::Success | CommandInvocationStatus::Failed) => {
+                return Ok(finished(false));
+            }
+            Some(CommandInvocationStatus::TimedOut) => return Ok(finished(true)),
+            Some(CommandInvocationStatus::Cancelled) => {
+                return Err(Failure::Platform(PlatformError::Channel(format!(
+                    "command {command_id} on instance {} was cancelled by someone else",
+                    target.instance_id
+                ))));
+            }
+            Some(
+                CommandInvocationStatus::Pending
+                | CommandInvocationStatus::InProgress
+                | CommandInvocationStatus::Delayed
+                | CommandInvocationStatus::Cancelling,
+            )
+            | None => {}
+            Some(other) => {
+                return Err(Failure::Platform(PlatformError::Channel(format!(
+                    "SSM could not run command {command_id} on instance {} of sandbox {} ({}: {}); check: {}",
+                    target.instance_id,
+                    target.sandbox,
+                    other.as_str(),
+                    invocation.status_details().unwrap_or_default(),
+                    target.check_command()
+                ))));
+            }
+        }
+        if Instant::now() > deadline {
+            cancel(ssm, target, &command_id).await?;
+            return Ok(finished(true));
+        }
+    }
+}
+
+async fn cancel(ssm: &Client, target: Target<'_>, command_id: &str) -> Result<(), PlatformError> {
+    ssm.cancel_command()
+        .command_id(command_id)
+        .instance_ids(target.instance_id)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            PlatformError::Channel(format!(
+                "could not cancel command {command_id} on instance {} ({}); it may still be running there",
+                target.instance_id,
+                AwsFailure::from_sdk(e)
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_at_ssms_limits_counts_as_truncated() {
+        assert!(!is_truncated("short", ""));
+        assert!(is_truncated(&"x".repeat(STDOUT_LIMIT), ""));
+        assert!(is_truncated("", &"é".repeat(STDERR_LIMIT)));
+        assert!(!is_truncated(&"é".repeat(STDOUT_LIMIT - 1), ""));
+    }
+
+    #[test]
+    fn the_sandbox_user_wrapper_quotes_the_script_whole() {
+        let wrapped = as_sandbox_user("echo 'it''s' \"$HOME\"");
+        assert!(wrapped.contains("runuser -u sandbox --"));
+        assert!(wrapped.contains(&shell_quote("echo 'it''s' \"$HOME\"")));
+    }
+}
