@@ -10,6 +10,8 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use km_local::protocol::pass_descriptor;
 
@@ -53,6 +55,11 @@ pub(crate) fn run(context: &Context, args: &ProxyArgs) -> CommandResult<ExitCode
         })?;
         return Ok(ExitCode::SUCCESS);
     }
+    // ssh sends its ProxyCommand SIGHUP as it exits: outlive it long enough to say why the
+    // stream failed (an expired login, a stopped instance) instead of dying silently.
+    let hung_up = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hung_up)
+        .map_err(|e| CommandError::user("cannot set up signal handling").cause(e))?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let session = platform.open_stream(&record, &[stdin.as_raw_fd(), stdout.as_raw_fd()])?;

@@ -163,7 +163,8 @@ fn serve(
                         next_check = tokio::time::Instant::now() + HEALTH_INTERVAL;
                         continue;
                     }
-                    if let Some(error) = why_gone(context, &record) {
+                    // The store may be remote (DynamoDB): ask outside the tunnel's runtime.
+                    if let Some(error) = tokio::task::block_in_place(|| why_gone(context, &record)) {
                         return Ok(Ending::Gone(error));
                     }
                     ui::warn(&format!(
