@@ -243,8 +243,14 @@ impl Ec2Platform {
         );
         let deadline = Instant::now() + STATE_TIMEOUT;
         loop {
-            match ssm_command::run(ssm, target, &script, BOOT_CHECK_TIMEOUT, OnInterrupt::Ignore)
-                .await
+            match ssm_command::run(
+                ssm,
+                target,
+                &script,
+                BOOT_CHECK_TIMEOUT,
+                OnInterrupt::Ignore,
+            )
+            .await
             {
                 Ok(done) if done.stdout.lines().next() == Some("ready") => return Ok(()),
                 Ok(done) if done.stdout.lines().next() == Some("failed") => {
@@ -499,13 +505,14 @@ impl Platform for Ec2Platform {
             SHELL_COMMAND_TIMEOUT,
             OnInterrupt::Cancel,
         )?;
-        let written = write_to(stdio[1], &done.stdout).and_then(|()| write_to(stdio[2], &done.stderr));
-        if let Err(e) = written {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                return Err(PlatformError::Channel(format!(
-                    "cannot write the command's output: {e}"
-                )));
-            }
+        let written =
+            write_to(stdio[1], &done.stdout).and_then(|()| write_to(stdio[2], &done.stderr));
+        if let Err(e) = written
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            return Err(PlatformError::Channel(format!(
+                "cannot write the command's output: {e}"
+            )));
         }
         if done.truncated {
             return Err(truncated(record));

@@ -136,6 +136,14 @@ pub(crate) async fn run(
     on_interrupt: OnInterrupt,
 ) -> Result<Finished, Failure> {
     let execution_seconds = timeout.as_secs().clamp(1, 172_800);
+    // Listening starts before the command is sent, so no Ctrl-C goes unseen.
+    let mut interrupts = match on_interrupt {
+        OnInterrupt::Cancel => Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| PlatformError::Channel(format!("cannot listen for Ctrl-C: {e}")))?,
+        ),
+        OnInterrupt::Ignore => None,
+    };
     let sent = ssm
         .send_command()
         .document_name("AWS-RunShellScript")
@@ -160,19 +168,15 @@ pub(crate) async fn run(
     let deadline = started + Duration::from_secs(execution_seconds) + REPORT_GRACE;
     let mut throttled_since: Option<Instant> = None;
     let mut pause = POLL_FIRST;
-    let interrupt = async {
-        match on_interrupt {
-            OnInterrupt::Cancel => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-            OnInterrupt::Ignore => std::future::pending::<()>().await,
-        }
-    };
-    tokio::pin!(interrupt);
     loop {
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
-            () = &mut interrupt => {
+            Some(()) = async {
+                match interrupts.as_mut() {
+                    Some(signals) => signals.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
                 cancel(ssm, target, &command_id).await?;
                 return Ok(Finished {
                     exit_code: 130,

@@ -107,9 +107,7 @@ impl SessionTarget {
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| {
-                PlatformError::Channel(format!("cannot run {}: {e}", aws.display()))
-            })?;
+            .map_err(|e| PlatformError::Channel(format!("cannot run {}: {e}", aws.display())))?;
         let mut stderr = child.stderr.take();
         let complaint = std::thread::spawn(move || {
             let mut kept = Vec::new();
@@ -211,7 +209,10 @@ mod tests {
         let expired = target().failure(
             "\nAn error occurred (ExpiredTokenException) when calling the StartSession operation: The security token included in the request is expired\n",
         );
-        assert!(matches!(expired, PlatformError::Credentials(_)), "{expired}");
+        assert!(
+            matches!(expired, PlatformError::Credentials(_)),
+            "{expired}"
+        );
         let offline = target().failure(
             "An error occurred (TargetNotConnected) when calling the StartSession operation: i-0123456789abcdef0 is not connected.",
         );

@@ -213,6 +213,8 @@ mod tests {
             "chmod 600",
             "chown -R \"$KM_SANDBOX_USER:\" \"$home/.ssh\"",
             "dnf install -y openssh-server",
+            "\"$root/etc/ssh/sshd_config.d/50-km.conf\"",
+            EC2_FIRST_BOOT_DONE,
         ] {
             assert!(ec2.contains(step), "{step} missing from:\n{ec2}");
         }

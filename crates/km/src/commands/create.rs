@@ -247,7 +247,9 @@ fn build(
     let host_key = parse_probe(&probe?.stdout)
         .host_key
         .and_then(|line| key_material(&line))
-        .ok_or_else(|| CommandError::user(format!("sandbox {id} booted without a readable host key")))?;
+        .ok_or_else(|| {
+            CommandError::user(format!("sandbox {id} booted without a readable host key"))
+        })?;
     ssh_entries::pin_host_key(context, id, &host_key)?;
     check_interrupts(interrupts, id)?;
     store.set_status(id, Status::Running)?;

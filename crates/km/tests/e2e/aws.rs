@@ -410,11 +410,15 @@ impl Aws {
             .spawn()
             .unwrap();
         let config = self.env.home().join(".ssh/config");
-        wait_until("the tunnel to become ready", Duration::from_secs(60), || {
-            std::fs::read_to_string(&config)
-                .is_ok_and(|text| text.lines().any(|l| l.trim() == format!("Port {port}")))
-                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        wait_until(
+            "the tunnel to become ready",
+            Duration::from_secs(60),
+            || {
+                std::fs::read_to_string(&config)
+                    .is_ok_and(|text| text.lines().any(|l| l.trim() == format!("Port {port}")))
+                    && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            },
+        );
         Tunnel { child, port }
     }
 
@@ -443,7 +447,14 @@ fn the_vscode_workflow_runs_on_an_ec2_sandbox_through_ssm_with_real_ssh() {
 
     // A command over SendCommand: its output and exit code come back.
     let output = aws
-        .command(&["shell", "cloud-dev", "--", "sh", "-c", "echo in-ec2; pwd; exit 3"])
+        .command(&[
+            "shell",
+            "cloud-dev",
+            "--",
+            "sh",
+            "-c",
+            "echo in-ec2; pwd; exit 3",
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(3), "{output:?}");
@@ -519,7 +530,10 @@ fn the_vscode_workflow_runs_on_an_ec2_sandbox_through_ssm_with_real_ssh() {
     for (n, child) in parallel.into_iter().enumerate() {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "connection {n}: {output:?}");
-        assert_eq!(String::from_utf8_lossy(&output.stdout), format!("conn-{n}\n"));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            format!("conn-{n}\n")
+        );
     }
 
     let status = aws.run(&["vscode", "status", "cloud-dev", "--json"]);
@@ -543,7 +557,10 @@ fn the_vscode_workflow_runs_on_an_ec2_sandbox_through_ssm_with_real_ssh() {
     assert_eq!(first, "in\n");
     let rekey = aws.run(&["vscode", "rekey", "cloud-dev", "--yes"]);
     let stderr = String::from_utf8_lossy(&rekey.stderr);
-    assert!(rekey.status.success() && stderr.contains("Rekey complete"), "{stderr}");
+    assert!(
+        rekey.status.success() && stderr.contains("Rekey complete"),
+        "{stderr}"
+    );
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut session, &mut rest).unwrap();
     assert_eq!(rest, "survived\n");
@@ -568,7 +585,10 @@ fn the_vscode_workflow_runs_on_an_ec2_sandbox_through_ssm_with_real_ssh() {
     let mut said = String::new();
     std::io::Read::read_to_string(tunnel.child.stderr.as_mut().unwrap(), &mut said).unwrap();
     assert_eq!(ended.unwrap().code(), Some(1), "{said}");
-    assert!(said.contains(&format!("sandbox {id} was stopped")), "{said}");
+    assert!(
+        said.contains(&format!("sandbox {id} was stopped")),
+        "{said}"
+    );
     let refused = aws
         .ssh_with_key(&id, &aws.env.key(&id))
         .arg("true")
@@ -596,4 +616,195 @@ fn the_vscode_workflow_runs_on_an_ec2_sandbox_through_ssm_with_real_ssh() {
         !aws.sim.dir.join("instances").join(&instance).exists(),
         "the simulated instance is gone"
     );
+}
+
+/// The files a failed command must leave exactly as they were.
+fn snapshot(aws: &Aws, id: &str) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let home = aws.env.home();
+    [
+        home.join(".ssh/config"),
+        home.join(".km/known_hosts"),
+        home.join(format!(".km/keys/{id}")),
+        home.join(format!(".km/keys/{id}.pub")),
+    ]
+    .into_iter()
+    .map(|path| {
+        let bytes = std::fs::read(&path).ok();
+        (path, bytes)
+    })
+    .collect()
+}
+
+fn assert_unchanged(aws: &Aws, id: &str, before: &[(PathBuf, Option<Vec<u8>>)]) {
+    for (after, (path, bytes)) in snapshot(aws, id).iter().zip(before) {
+        assert_eq!(&after.1, bytes, "{} changed", path.display());
+    }
+}
+
+#[test]
+fn ssm_failures_each_give_their_own_error_and_change_nothing() {
+    let aws = Aws::new();
+    let id = aws.create(None);
+    let instance = aws.instance_of(&id);
+    let check = format!("Values={instance}");
+    let before = snapshot(&aws, &id);
+
+    // A command SSM accepts but never delivers: km stops waiting and says where to look.
+    aws.sim.fault("lose-commands");
+    let stderr = aws.fails(&["vscode", "rekey", &id, "--yes"]);
+    assert!(stderr.contains("did not deliver it within"), "{stderr}");
+    assert!(
+        stderr.contains("describe-instance-information") && stderr.contains(&check),
+        "{stderr}"
+    );
+    assert_unchanged(&aws, &id, &before);
+
+    aws.sim.clear_faults();
+    aws.sim.fault("deny ssm:SendCommand");
+    let stderr = aws.fails(&["vscode", "rekey", &id, "--yes"]);
+    assert!(stderr.contains("AWS denied the call"), "{stderr}");
+    assert!(
+        stderr.contains("ssm:SendCommand") && stderr.contains("docs/aws.md"),
+        "{stderr}"
+    );
+    assert_unchanged(&aws, &id, &before);
+
+    aws.sim.clear_faults();
+    aws.sim.fault("expired-credentials");
+    let stderr = aws.fails(&["shell", &id, "--", "true"]);
+    assert!(stderr.contains("aws sso login"), "{stderr}");
+    assert_unchanged(&aws, &id, &before);
+
+    // No instance profile any more: SSM no longer manages the instance.
+    aws.sim.clear_faults();
+    aws.boto3(
+        "us-east-1",
+        &format!(
+            "for a in ec2.describe_iam_instance_profile_associations(Filters=[{{'Name': 'instance-id', 'Values': ['{instance}']}}])['IamInstanceProfileAssociations']:\n    ec2.disassociate_iam_instance_profile(AssociationId=a['AssociationId'])\n"
+        ),
+    );
+    let stderr = aws.fails(&["shell", &id, "--", "true"]);
+    assert!(stderr.contains("is not reachable through SSM"), "{stderr}");
+    assert!(stderr.contains(&check), "{stderr}");
+    let stderr = aws.fails(&["vscode", "rekey", &id, "--yes"]);
+    assert!(stderr.contains("is not reachable through SSM"), "{stderr}");
+    assert_unchanged(&aws, &id, &before);
+    aws.ok(&["destroy", &id, "--yes"]);
+}
+
+#[test]
+fn missing_tools_truncated_output_interrupts_and_expired_logins_are_reported() {
+    let aws = Aws::new();
+    let id = aws.create(None);
+    let host = format!("km-{id}");
+    let before = snapshot(&aws, &id);
+
+    // No `aws` on PATH: the login fails naming it and where to get it.
+    // The system's PATH without any directory that holds an `aws` of its own.
+    let system_path = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .filter(|dir| !dir.join("aws").exists())
+        .map(|dir| dir.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let refused = aws
+        .ssh_with_key(&id, &aws.env.key(&id))
+        .env("PATH", &system_path)
+        .arg("true")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        said.contains("the AWS CLI (`aws`) is not on PATH")
+            && said.contains("getting-started-install"),
+        "{said}"
+    );
+    // `aws` without AWS's session-manager-plugin.
+    let only_aws = aws.env.home().join("only-aws");
+    std::fs::create_dir(&only_aws).unwrap();
+    let sim_bin = aws.sim.dir.join("bin");
+    std::os::unix::fs::symlink(sim_bin.join("aws"), only_aws.join("aws")).unwrap();
+    let refused = aws
+        .ssh_with_key(&id, &aws.env.key(&id))
+        .env("PATH", format!("{}:{system_path}", only_aws.display()))
+        .arg("true")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("session-manager-plugin is not on PATH"),
+        "{said}"
+    );
+    assert_unchanged(&aws, &id, &before);
+
+    // Output past SSM's 24,000 characters is reported as cut, never as complete.
+    let output = aws
+        .command(&[
+            "shell",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "head -c 30000 /dev/zero | tr '\\0' x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.stdout.len(), 24_000);
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("SSM cut the output") && said.contains(&format!("ssh {host}")),
+        "{said}"
+    );
+
+    // Ctrl-C cancels the remote command.
+    let marker = format!("remote-sleep-of-{id}");
+    let script = format!("sleep 120; : {marker}");
+    let mut long = aws
+        .command(&["shell", &id, "--", "sh", "-c", &script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // km's own command line names the marker too; the others are the remote command's.
+    let km = long.id() as i32;
+    let remote = || {
+        crate::support::processes_naming(Path::new(&marker))
+            .into_iter()
+            .filter(|pid| *pid != km)
+            .count()
+    };
+    wait_until("the remote sleep to start", Duration::from_secs(20), || {
+        remote() > 0
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(long.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = long.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    wait_until(
+        "the remote command to be cancelled",
+        Duration::from_secs(10),
+        || remote() == 0,
+    );
+
+    // Expired credentials end the tunnel with the reason instead of retrying forever.
+    let mut tunnel = aws.tunnel(&id);
+    aws.sim.fault("expired-credentials");
+    let _ = aws.ssh(&host).arg("true").output().unwrap();
+    let mut ended = None;
+    wait_until("the tunnel to give up", Duration::from_secs(20), || {
+        ended = tunnel.child.try_wait().unwrap();
+        ended.is_some()
+    });
+    let mut said = String::new();
+    std::io::Read::read_to_string(tunnel.child.stderr.as_mut().unwrap(), &mut said).unwrap();
+    assert_eq!(ended.unwrap().code(), Some(1), "{said}");
+    assert!(
+        said.contains("credentials expired") && said.contains("aws sso login"),
+        "{said}"
+    );
+    aws.sim.clear_faults();
+    aws.ok(&["destroy", &id, "--yes"]);
 }
