@@ -32,6 +32,11 @@ pub enum IdError {
     /// The reference is none of an ID, an alias or a list number.
     #[error("{0:?} is not a sandbox ID, alias or `km list` number")]
     Reference(String),
+    /// The operator name does not match `^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$`.
+    #[error(
+        "invalid operator name {0:?}: use 1-64 characters from A-Z a-z 0-9 . _ @ + -, starting with a letter or digit"
+    )]
+    Operator(String),
 }
 
 fn is_lower_alnum(c: char) -> bool {
@@ -74,9 +79,88 @@ impl SandboxId {
         format!("km-{}", self.0)
     }
 
-    /// The comment km puts on this sandbox's keys; it marks the sandbox's own `authorized_keys` line.
+    /// The comment of keys made before sandboxes had several operators: `km-<id>`.
     pub fn key_comment(&self) -> String {
         format!("km-{}", self.0)
+    }
+
+    /// The comment on `operator`'s key for this sandbox, `km-<id>:<operator>`; it marks that
+    /// operator's own `authorized_keys` line.
+    pub fn operator_key_comment(&self, operator: &Operator) -> String {
+        format!("km-{}:{}", self.0, operator.0)
+    }
+
+    /// Whose key a comment on this sandbox's `authorized_keys` line names.
+    pub fn key_owner(&self, comment: &str) -> KeyOwner {
+        let Some(rest) = comment.strip_prefix(&self.key_comment()) else {
+            return KeyOwner::Foreign;
+        };
+        if rest.is_empty() {
+            return KeyOwner::Unnamed;
+        }
+        rest.strip_prefix(':')
+            .and_then(|name| name.parse().ok())
+            .map_or(KeyOwner::Foreign, KeyOwner::Operator)
+    }
+}
+
+/// Who an `authorized_keys` line of a sandbox belongs to, by its comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOwner {
+    /// `km-<id>:<operator>`.
+    Operator(Operator),
+    /// `km-<id>`: made by a km from before operators had names.
+    Unnamed,
+    /// Not a line km wrote for this sandbox.
+    Foreign,
+}
+
+/// The name of a person or machine that holds a key to sandboxes (default `user@host`); it
+/// tells the keys of one sandbox apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Operator(String);
+
+impl Operator {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Operator {
+    type Err = IdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut chars = text.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let rest_ok =
+            chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | '-'));
+        if first_ok && rest_ok && text.len() <= 64 {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(IdError::Operator(text.to_owned()))
+        }
+    }
+}
+
+impl TryFrom<String> for Operator {
+    type Error = IdError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<Operator> for String {
+    fn from(operator: Operator) -> Self {
+        operator.0
+    }
+}
+
+impl fmt::Display for Operator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -290,7 +374,35 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn operator_comments_name_their_owner_and_nothing_else() {
+        let id: SandboxId = "sb-0123abcd".parse().unwrap();
+        let alice: Operator = "alice@laptop-1".parse().unwrap();
+        let comment = id.operator_key_comment(&alice);
+        assert_eq!(comment, "km-sb-0123abcd:alice@laptop-1");
+        assert_eq!(id.key_owner(&comment), KeyOwner::Operator(alice));
+        assert_eq!(id.key_owner("km-sb-0123abcd"), KeyOwner::Unnamed);
+        for foreign in [
+            "km-sb-0123abcde",
+            "km-sb-0123abcd:",
+            "km-sb-0123abcd:a b",
+            "me@host",
+        ] {
+            assert_eq!(id.key_owner(foreign), KeyOwner::Foreign, "{foreign}");
+        }
+        for bad in ["", "-x", "a b", "a:b", "a'b", &"x".repeat(65)] {
+            assert!(bad.parse::<Operator>().is_err(), "{bad:?}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn operator_names_round_trip_through_their_comment(name in "[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}") {
+            let id: SandboxId = "sb-0123abcd".parse().unwrap();
+            let operator: Operator = name.parse().unwrap();
+            prop_assert_eq!(id.key_owner(&id.operator_key_comment(&operator)), KeyOwner::Operator(operator));
+        }
+
         #[test]
         fn nothing_with_a_forbidden_char_parses(
             head in "[a-z0-9]{0,8}", bad in forbidden_char(), tail in "[a-z0-9.-]{0,8}"

@@ -10,6 +10,7 @@ const SSHD: &str = "=== sshd ===";
 const AUTHKEYS: &str = "=== authorized_keys ===";
 const HOSTKEY: &str = "=== hostkey ===";
 const READBACK: &str = "=== readback ===";
+const SESSIONS: &str = "=== sessions ===";
 
 /// What a pre-flight probe found in the sandbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,22 +95,77 @@ pub fn parse_probe(stdout: &str) -> Probe {
     }
 }
 
-/// Replaces only the `authorized_keys` line whose comment is `comment` with `new_line`
-/// (or removes it when `new_line` is `None`), atomically, then prints that line back.
-/// Other operators' lines are kept.
-pub fn install_key_script(comment: &str, new_line: Option<&str>) -> String {
+/// Removes the `authorized_keys` lines whose comment is one of `comments` and appends
+/// `new_line` (when given), atomically, then prints back the lines with `comments`.
+/// Every other operator's line is kept.
+pub fn install_key_script(comments: &[&str], new_line: Option<&str>) -> String {
     let append = match new_line {
         Some(line) => format!("printf '%s\\n' {} >> \"$tmp\"\n", shell_quote(line)),
         None => String::new(),
     };
+    let mine = comments
+        .iter()
+        .map(|c| format!("$NF == {}", awk_string(c)))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let mine = if mine.is_empty() {
+        "0".to_owned()
+    } else {
+        mine
+    };
     format!(
         "set -eu\numask 077\nmkdir -p \"$HOME/.ssh\"\nf=\"$HOME/.ssh/authorized_keys\"\n\
          tmp=\"$f.km-$$\"\n: > \"$tmp\"\n\
-         if [ -f \"$f\" ]; then awk -v c={c} '$NF != c' \"$f\" >> \"$tmp\"; fi\n\
+         if [ -f \"$f\" ]; then awk {keep} \"$f\" >> \"$tmp\"; fi\n\
          {append}chmod 600 \"$tmp\"\nmv -f \"$tmp\" \"$f\"\n\
-         echo '{READBACK}'\nawk -v c={c} '$NF == c' \"$f\"\n",
-        c = shell_quote(comment),
+         echo '{READBACK}'\nawk {show} \"$f\"\n",
+        keep = shell_quote(&format!("!({mine})")),
+        show = shell_quote(&mine),
     )
+}
+
+/// Removes the `authorized_keys` lines whose key is `key_material` (`type base64`), then
+/// ends the sessions that logged in with it: sshd (with `ExposeAuthInfo yes`) names each
+/// session's key in the file `$SSH_USER_AUTH`, which every process of the session inherits.
+/// Prints how many lines are left and the PIDs it stopped.
+pub fn revoke_key_script(key_material: &str) -> String {
+    // The base64 field alone identifies the key, in authorized_keys and in $SSH_USER_AUTH.
+    let material = shell_quote(key_material.split_whitespace().last().unwrap_or_default());
+    format!(
+        "set -eu\numask 077\nf=\"$HOME/.ssh/authorized_keys\"\nk={material}\n\
+         tmp=\"$f.km-$$\"\n\
+         awk -v k=\"$k\" '{{ for (i = 1; i <= NF; i++) if ($i == k) next; print }}' \"$f\" > \"$tmp\"\n\
+         chmod 600 \"$tmp\"\nmv -f \"$tmp\" \"$f\"\n\
+         echo '{READBACK}'\ngrep -c -F -e \"$k\" \"$f\" || true\n\
+         echo '{SESSIONS}'\n\
+         for environ in /proc/[0-9]*/environ; do\n\
+         \x20 pid=${{environ#/proc/}}; pid=${{pid%/environ}}\n\
+         \x20 auth=$(tr '\\0' '\\n' < \"$environ\" 2>/dev/null | sed -n 's/^SSH_USER_AUTH=//p') || continue\n\
+         \x20 [ -n \"$auth\" ] && [ -r \"$auth\" ] && grep -q -F -e \"$k\" \"$auth\" || continue\n\
+         \x20 parent=$(sed -n 's/^PPid:[[:space:]]*//p' \"/proc/$pid/status\" 2>/dev/null) || parent=\n\
+         \x20 if [ -n \"$parent\" ] && grep -q '^sshd' \"/proc/$parent/comm\" 2>/dev/null; then kill -TERM \"$parent\" 2>/dev/null && echo \"$parent\" || true; fi\n\
+         \x20 kill -TERM \"$pid\" 2>/dev/null && echo \"$pid\" || true\n\
+         done\n"
+    )
+}
+
+/// What [`revoke_key_script`] reported: lines still holding the key, and sessions stopped.
+pub fn parse_revoke(stdout: &str) -> (usize, Vec<u32>) {
+    let left = section(stdout, READBACK)
+        .first()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    let stopped = section(stdout, SESSIONS)
+        .iter()
+        .filter_map(|pid| pid.trim().parse().ok())
+        .collect();
+    (left, stopped)
+}
+
+/// `text` as an awk string literal (km's comments never hold quotes or backslashes; they are
+/// escaped anyway).
+fn awk_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// The line printed back by [`install_key_script`], if any.

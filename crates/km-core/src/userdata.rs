@@ -42,6 +42,7 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org
+ExposeAuthInfo yes
 KM_SSHD
   chmod 644 "$root/etc/ssh/sshd_config.d/50-km.conf"
 fi

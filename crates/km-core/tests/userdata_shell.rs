@@ -1,8 +1,12 @@
-//! Every rendered userdata variant is a script that `sh -n`, `bash -n` and shellcheck accept.
+//! Every rendered userdata variant, and every script km runs in a sandbox, is one that `sh -n`,
+//! `bash -n` and shellcheck accept; the key scripts do what they say when `sh` runs them.
 
 use std::process::Command;
 
-use km_core::keys::KeyPair;
+use km_core::keys::{KeyPair, key_material};
+use km_core::remote_script::{
+    install_key_script, parse_readback, parse_revoke, probe_script, revoke_key_script,
+};
 use km_core::userdata::{Target, UserData};
 
 fn variants() -> Vec<(String, String)> {
@@ -68,6 +72,94 @@ fn every_variant_parses_and_passes_shellcheck() {
             }
         }
     }
+}
+
+fn remote_scripts() -> Vec<(String, String)> {
+    vec![
+        (
+            "probe".into(),
+            probe_script("systemctl is-active --quiet sshd", "'/etc/ssh/key.pub'"),
+        ),
+        (
+            "install".into(),
+            install_key_script(
+                &["km-sb-0123abcd", "km-sb-0123abcd:a@b"],
+                Some("ssh-ed25519 AAAA x"),
+            ),
+        ),
+        (
+            "install, remove only".into(),
+            install_key_script(&["km-sb-0123abcd:a@b"], None),
+        ),
+        (
+            "revoke".into(),
+            revoke_key_script("AAAAC3NzaC1lZDI1NTE5AAAA"),
+        ),
+    ]
+}
+
+#[test]
+fn every_remote_script_parses_and_passes_shellcheck() {
+    for (name, script) in remote_scripts() {
+        let script = format!("#!/bin/sh\n{script}");
+        for program in [
+            &["sh", "-n"][..],
+            &["bash", "-n"][..],
+            &["shellcheck", "--shell=sh", "--severity=warning"][..],
+        ] {
+            if let Err(said) = accepts(program, &script) {
+                panic!(
+                    "{} rejects the {name} script:\n{said}\n{script}",
+                    program[0]
+                );
+            }
+        }
+    }
+}
+
+fn run_in(home: &std::path::Path, script: &str) -> String {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn installing_one_operators_key_keeps_everyone_elses_and_revoking_removes_only_that_key() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    let line = |comment: &str| KeyPair::generate(comment).unwrap().public_line().unwrap();
+    let (alice, bob, legacy, foreign) = (
+        line("km-sb-0123abcd:alice"),
+        line("km-sb-0123abcd:bob"),
+        line("km-sb-0123abcd"),
+        line("someone@else"),
+    );
+    let keys = home.path().join(".ssh/authorized_keys");
+    std::fs::write(&keys, format!("{alice}\n{bob}\n{legacy}\n{foreign}\n")).unwrap();
+
+    // Alice rotates: her line and the unnamed legacy line she held go, Bob's and a foreign stay.
+    let rotated = line("km-sb-0123abcd:alice");
+    let out = run_in(
+        home.path(),
+        &install_key_script(&["km-sb-0123abcd:alice", "km-sb-0123abcd"], Some(&rotated)),
+    );
+    assert_eq!(parse_readback(&out).as_deref(), Some(rotated.as_str()));
+    let now = std::fs::read_to_string(&keys).unwrap();
+    assert_eq!(now, format!("{bob}\n{foreign}\n{rotated}\n"));
+
+    // Revoking Bob's key removes his line only.
+    let material = key_material(&bob).unwrap();
+    let out = run_in(home.path(), &revoke_key_script(&material));
+    assert_eq!(parse_revoke(&out).0, 0);
+    assert_eq!(
+        std::fs::read_to_string(&keys).unwrap(),
+        format!("{foreign}\n{rotated}\n")
+    );
 }
 
 #[test]

@@ -137,6 +137,8 @@ pub fn render_sshd_config(sandbox_dir: &Path, tools: &SshdTools) -> String {
         "AllowStreamLocalForwarding yes".into(),
         "X11Forwarding no".into(),
         "PrintMotd no".into(),
+        // Each session's key is named in $SSH_USER_AUTH, so `km vscode revoke` can end them.
+        "ExposeAuthInfo yes".into(),
         // An idle connection that never logs in is dropped soon; see `LOGIN_GRACE`.
         format!("LoginGraceTime {}", LOGIN_GRACE.as_secs()),
         "KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org".into(),

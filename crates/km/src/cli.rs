@@ -81,6 +81,10 @@ pub(crate) struct InitArgs {
     /// IAM instance profile that lets the SSM agent on a sandbox register
     #[arg(long, requires = "aws")]
     pub(crate) instance_profile: Option<String>,
+    /// Your name on the keys you make (`km-<id>:<name>`), telling your key apart from other
+    /// operators' on a shared sandbox (default: user@host; kept until changed)
+    #[arg(long)]
+    pub(crate) operator: Option<km_core::id::Operator>,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +182,30 @@ pub(crate) enum VscodeCommand {
     Rekey(VscodeRekeyArgs),
     /// Open desktop VS Code on the sandbox's workspace (writing a proxy-mode entry if needed)
     Open(VscodeOpenArgs),
+    /// List the keys installed in the sandbox, with their operators and which is this machine's
+    Keys(VscodeKeysArgs),
+    /// Remove one key (by SHA256 fingerprint or operator name) and end its open sessions
+    Revoke(VscodeRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VscodeKeysArgs {
+    /// The sandbox: ID, alias or list number
+    pub(crate) sandbox: String,
+    /// Print the keys as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VscodeRevokeArgs {
+    /// The sandbox: ID, alias or list number
+    pub(crate) sandbox: String,
+    /// The key: its fingerprint (`SHA256:…`, as `km vscode keys` shows it) or its operator
+    pub(crate) key: String,
+    /// Do not ask for confirmation
+    #[arg(long)]
+    pub(crate) yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,8 @@ pub(crate) struct Context {
     pub(crate) sshd_override: Option<PathBuf>,
     pub(crate) profile_path: Option<OsString>,
     pub(crate) km_exe: PathBuf,
+    /// `$USER`, for the default operator name.
+    pub(crate) user: Option<String>,
 }
 
 impl Context {
@@ -48,6 +50,9 @@ impl Context {
             sshd_override: std::env::var_os("KM_SSHD").map(PathBuf::from),
             profile_path: std::env::var_os("KM_PROFILE_PATH"),
             km_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("km")),
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .ok(),
         })
     }
 
@@ -58,6 +63,11 @@ impl Context {
             dirs.extend(std::env::split_paths(extra));
         }
         SearchPath { dirs }
+    }
+
+    /// This machine's operator name (`km init --operator`, else user@host).
+    pub(crate) fn operator(&self) -> CommandResult<km_core::id::Operator> {
+        Ok(crate::settings::Settings::load(self)?.operator(self))
     }
 
     /// Opens the store `km init` chose for this machine.

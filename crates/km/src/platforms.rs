@@ -217,9 +217,11 @@ mod aws {
                 .map_err(crate::error::io_at(&dir))?;
         }
         let mut settings = Settings::load(context).unwrap_or_default();
+        let renamed = crate::commands::init::name_operator(context, &mut settings, args);
         let unchanged = settings.platform == PlatformChoice::Aws
             && settings.aws.as_ref() == Some(&wanted)
-            && setup == TableSetup::AlreadyThere;
+            && setup == TableSetup::AlreadyThere
+            && !renamed;
         settings.platform = PlatformChoice::Aws;
         settings.aws = Some(wanted.clone());
         settings.save(context)?;

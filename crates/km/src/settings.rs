@@ -1,6 +1,7 @@
 //! This machine's km settings (`~/.km/config.json`), written by `km init`: which platform's
 //! store holds the sandbox records, and what the AWS platform launches instances with.
 
+use km_core::id::Operator;
 use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
@@ -42,6 +43,9 @@ pub(crate) struct AwsSettings {
 pub(crate) struct Settings {
     #[serde(default)]
     pub(crate) platform: PlatformChoice,
+    /// This operator's name on the keys it makes (`km init --operator`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) operator: Option<Operator>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) aws: Option<AwsSettings>,
     /// Everything else km init recorded (tool paths, version), kept as it was.
@@ -49,7 +53,39 @@ pub(crate) struct Settings {
     pub(crate) other: serde_json::Map<String, serde_json::Value>,
 }
 
+/// `user@host` with anything an operator name cannot hold replaced, for machines that never
+/// named their operator.
+fn default_operator(context: &Context) -> Operator {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    let user = context.user.clone().unwrap_or_else(|| "operator".into());
+    let cleaned: String = format!("{user}@{host}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    cleaned
+        .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+        .parse()
+        .unwrap_or_else(|_| "operator".parse().expect("a valid operator name"))
+}
+
 impl Settings {
+    /// Who this machine's operator is: the name `km init --operator` saved, else user@host.
+    pub(crate) fn operator(&self, context: &Context) -> Operator {
+        self.operator
+            .clone()
+            .unwrap_or_else(|| default_operator(context))
+    }
+
     /// The saved settings; the local platform's defaults when km init has not run.
     pub(crate) fn load(context: &Context) -> CommandResult<Self> {
         let file = context.paths.config_file();

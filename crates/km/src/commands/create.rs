@@ -190,8 +190,8 @@ fn build(
     let id = plan.id;
     let vscode_enabled = plan.profile.vscode_enabled;
     let public_line = if vscode_enabled {
-        let pair =
-            KeyPair::generate(&id.key_comment()).map_err(|e| CommandError::user(e.to_string()))?;
+        let pair = KeyPair::generate(&id.operator_key_comment(&context.operator()?))
+            .map_err(|e| CommandError::user(e.to_string()))?;
         pair.write(
             &context.paths.private_key(id),
             &context.paths.public_key(id),

@@ -5,7 +5,7 @@ mod completions;
 mod create;
 mod destroy;
 mod doctor;
-mod init;
+pub(crate) mod init;
 mod lifecycle;
 mod list;
 mod proxy;

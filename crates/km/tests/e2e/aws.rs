@@ -10,6 +10,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::support::{TestEnv, Tunnel, free_port, repo_profile, stdout_of, succeeds, wait_until};
@@ -19,8 +20,8 @@ const HOLD: &str = r#"printf '%s\n' "$AWS_ENDPOINT_URL" "$PATH" "$AWS_SIM_DIR" "
 
 /// An AWS simulator of this test's own.
 struct AwsSim {
-    child: Child,
-    hold: Option<ChildStdin>,
+    child: std::cell::RefCell<Child>,
+    hold: std::cell::RefCell<Option<ChildStdin>>,
     url: String,
     path: String,
     dir: PathBuf,
@@ -46,8 +47,8 @@ impl AwsSim {
         let text = std::fs::read_to_string(&written).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         Self {
-            hold: child.stdin.take(),
-            child,
+            hold: std::cell::RefCell::new(child.stdin.take()),
+            child: std::cell::RefCell::new(child),
             url: lines[0].to_owned(),
             path: lines[1].to_owned(),
             dir: PathBuf::from(lines[2]),
@@ -80,17 +81,19 @@ impl AwsSim {
             .env("PATH", &self.path);
     }
 
-    fn stop(&mut self) {
-        drop(self.hold.take());
+    /// Ends the simulator: its command's stdin closes, and it tears everything down.
+    fn stop(&self) {
+        drop(self.hold.borrow_mut().take());
+        let mut child = self.child.borrow_mut();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::time::Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
+            if child.try_wait().unwrap().is_some() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
@@ -100,26 +103,44 @@ impl Drop for AwsSim {
     }
 }
 
-/// One operator on the AWS platform, inside one simulator.
+/// One operator on the AWS platform, inside a simulator (shared with other operators').
 struct Aws {
     env: TestEnv,
-    sim: AwsSim,
+    sim: Rc<AwsSim>,
 }
 
 impl Aws {
     fn new() -> Self {
+        Self::on(Rc::new(AwsSim::start()), None)
+    }
+
+    /// An operator named `operator`, on a simulator of its own.
+    fn named(operator: &str) -> Self {
+        Self::on(Rc::new(AwsSim::start()), Some(operator))
+    }
+
+    /// Another operator, on another machine (its own HOME), sharing this one's AWS.
+    fn join(&self, operator: &str) -> Self {
+        Self::on(Rc::clone(&self.sim), Some(operator))
+    }
+
+    fn on(sim: Rc<AwsSim>, operator: Option<&str>) -> Self {
         let aws = Self {
             env: TestEnv::new(),
-            sim: AwsSim::start(),
+            sim,
         };
-        aws.ok(&[
+        let mut args = vec![
             "init",
             "--aws",
             "--region",
             "us-east-1",
             "--instance-profile",
             &aws.sim.instance_profile,
-        ]);
+        ];
+        if let Some(operator) = operator {
+            args.extend(["--operator", operator]);
+        }
+        aws.ok(&args);
         aws
     }
 
@@ -376,7 +397,7 @@ fn destroy_works_when_the_instance_was_terminated_behind_kms_back() {
 
 #[test]
 fn an_unreachable_aws_is_a_clear_error_and_leaves_nothing_behind() {
-    let mut aws = Aws::new();
+    let aws = Aws::new();
     aws.sim.stop();
     let profile = repo_profile("ec2");
     let stderr = aws.fails(&["create", profile.to_str().unwrap()]);
@@ -807,4 +828,99 @@ fn missing_tools_truncated_output_interrupts_and_expired_logins_are_reported() {
     );
     aws.sim.clear_faults();
     aws.ok(&["destroy", &id, "--yes"]);
+}
+
+#[test]
+fn two_operators_share_a_sandbox_each_rekeying_without_locking_out_the_other() {
+    let alice = Aws::named("alice");
+    let id = alice.create(None);
+    let bob = alice.join("bob");
+    let keys_of = |operator: &Aws| -> Vec<serde_json::Value> {
+        serde_json::from_str(&operator.ok(&["vscode", "keys", &id, "--json"])).unwrap()
+    };
+
+    // Bob, on his own machine, bootstraps a key of his own; Alice's stays.
+    let stderr = String::from_utf8(bob.run(&["vscode", "rekey", &id, "--yes"]).stderr).unwrap();
+    assert!(
+        stderr.contains("Rekey complete") && stderr.contains("Host key pinned"),
+        "{stderr}"
+    );
+    let seen_by_alice = keys_of(&alice);
+    assert_eq!(seen_by_alice.len(), 2, "{seen_by_alice:?}");
+    let alice_line = seen_by_alice
+        .iter()
+        .find(|k| k["operator"] == "alice")
+        .unwrap();
+    assert_eq!(alice_line["this_machine"], true);
+    let bob_line = seen_by_alice
+        .iter()
+        .find(|k| k["operator"] == "bob")
+        .unwrap();
+    assert_eq!(bob_line["this_machine"], false);
+    let seen_by_bob = keys_of(&bob);
+    assert!(
+        seen_by_bob
+            .iter()
+            .any(|k| k["operator"] == "bob" && k["this_machine"] == true)
+    );
+    assert!(succeeds(
+        alice.ssh_with_key(&id, &alice.env.key(&id)).arg("true")
+    ));
+    assert!(succeeds(
+        bob.ssh_with_key(&id, &bob.env.key(&id)).arg("true")
+    ));
+
+    // Alice rotates: only her line changes, Bob still gets in.
+    alice.ok(&["vscode", "rekey", &id, "--yes"]);
+    assert!(succeeds(
+        alice.ssh_with_key(&id, &alice.env.key(&id)).arg("true")
+    ));
+    assert!(succeeds(
+        bob.ssh_with_key(&id, &bob.env.key(&id)).arg("true")
+    ));
+    alice.ok(&["vscode", "status", &id]);
+    bob.ok(&["vscode", "status", &id]);
+
+    // Alice revokes Bob: his open session ends, his key is refused, hers still works.
+    let mut open = bob
+        .ssh_with_key(&id, &bob.env.key(&id))
+        .arg("echo in; sleep 30; echo never-revoked")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut session = std::io::BufReader::new(open.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut session, &mut first).unwrap();
+    assert_eq!(first, "in\n");
+    let stderr =
+        String::from_utf8(alice.run(&["vscode", "revoke", &id, "bob", "--yes"]).stderr).unwrap();
+    assert!(
+        stderr.contains("✓ Revoked") && stderr.contains("(bob)"),
+        "{stderr}"
+    );
+    let mut ended = None;
+    wait_until("bob's session to end", Duration::from_secs(15), || {
+        ended = open.try_wait().unwrap();
+        ended.is_some()
+    });
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut session, &mut rest).unwrap();
+    assert!(!rest.contains("never-revoked"), "{rest}");
+    assert!(
+        !succeeds(bob.ssh_with_key(&id, &bob.env.key(&id)).arg("true")),
+        "bob's key is refused"
+    );
+    assert!(succeeds(
+        alice.ssh_with_key(&id, &alice.env.key(&id)).arg("true")
+    ));
+    let left = keys_of(&alice);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["operator"], "alice");
+    let stderr = alice.fails(&["vscode", "revoke", &id, "bob", "--yes"]);
+    assert!(
+        stderr.contains("no key with fingerprint or operator bob"),
+        "{stderr}"
+    );
+    alice.ok(&["destroy", &id, "--yes"]);
 }

@@ -577,3 +577,48 @@ fn open_writes_a_proxy_entry_and_launches_the_editor_on_the_workspace() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("Remote-SSH: Connect to Host"));
     env.destroy(&id);
 }
+
+#[test]
+fn keys_lists_this_machines_key_and_revoke_ends_its_sessions_until_a_rekey() {
+    let mut env = TestEnv::new();
+    let id = env.create("default", None);
+    let keys: Vec<serde_json::Value> =
+        serde_json::from_str(&env.ok(&["vscode", "keys", &id, "--json"])).unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0]["this_machine"], true);
+    assert_eq!(keys[0]["kind"], "operator");
+    let fingerprint = keys[0]["fingerprint"].as_str().unwrap().to_owned();
+    assert!(env.ok(&["vscode", "keys", &id]).contains("← this machine"));
+
+    let mut open = env
+        .ssh_via_proxy(&id, &env.key(&id))
+        .arg("echo in; sleep 30; echo never-revoked")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut session = std::io::BufReader::new(open.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut session, &mut first).unwrap();
+    assert_eq!(first, "in\n");
+    let refused = env.fails(&["vscode", "revoke", &id, &fingerprint]);
+    assert!(refused.contains("without confirmation"), "{refused}");
+    let stderr = String::from_utf8(
+        env.run(&["vscode", "revoke", &id, &fingerprint, "--yes"])
+            .stderr,
+    )
+    .unwrap();
+    assert!(
+        stderr.contains("✓ Revoked") && stderr.contains("km vscode rekey"),
+        "{stderr}"
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut session, &mut rest).unwrap();
+    assert!(!rest.contains("never-revoked"), "{rest}");
+    assert!(!open.wait().unwrap().success());
+    assert!(!succeeds(env.ssh_via_proxy(&id, &env.key(&id)).arg("true")));
+
+    env.ok(&["vscode", "rekey", &id, "--yes"]);
+    assert!(succeeds(env.ssh_via_proxy(&id, &env.key(&id)).arg("true")));
+    env.destroy(&id);
+}

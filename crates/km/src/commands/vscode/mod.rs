@@ -1,13 +1,17 @@
 //! `km vscode start | status | rekey`, and the checks they share.
 
+mod keys;
 mod open;
 mod rekey;
+mod revoke;
 mod start;
 mod status;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use km_core::id::{KeyOwner, SandboxId};
+use km_core::keys::key_material;
 use km_core::platform::Platform;
 use km_core::record::SandboxRecord;
 use km_core::remote_script::{Probe, ProbeProblem, parse_probe, probe_script};
@@ -25,6 +29,8 @@ pub(crate) fn dispatch(context: &Context, command: VscodeCommand) -> CommandResu
         VscodeCommand::Status(args) => status::run(context, &args),
         VscodeCommand::Rekey(args) => rekey::run(context, &args),
         VscodeCommand::Open(args) => open::run(context, &args),
+        VscodeCommand::Keys(args) => keys::run(context, &args),
+        VscodeCommand::Revoke(args) => revoke::run(context, &args),
     }
 }
 
@@ -104,4 +110,80 @@ fn problem_error(record: &SandboxRecord, problem: ProbeProblem) -> CommandError 
             "install a key again with `km vscode rekey {id}`, or recreate the sandbox"
         )),
     }
+}
+
+/// This machine's key to a sandbox, as the sandbox's `authorized_keys` knows it.
+struct MachineKey {
+    /// The comment this operator's keys get now: `km-<id>:<operator>`.
+    comment: String,
+    /// Every comment a line of this machine's may carry: the current one, and the comment of
+    /// the key this machine holds (an unnamed `km-<id>` from an older km, or an older name).
+    comments: Vec<String>,
+    /// The public line this machine holds, if any.
+    local_line: Option<String>,
+}
+
+impl MachineKey {
+    fn of(context: &Context, id: &SandboxId) -> CommandResult<Self> {
+        let comment = id.operator_key_comment(&context.operator()?);
+        let local_line = std::fs::read_to_string(context.paths.public_key(id))
+            .ok()
+            .map(|text| text.trim().to_owned())
+            .filter(|line| !line.is_empty());
+        let mut comments = vec![comment.clone()];
+        if let Some(held) = local_line
+            .as_deref()
+            .and_then(|line| line.split_whitespace().nth(2))
+            .filter(|held| id.key_owner(held) != KeyOwner::Foreign && *held != comment)
+        {
+            comments.push(held.to_owned());
+        }
+        Ok(Self {
+            comment,
+            comments,
+            local_line,
+        })
+    }
+
+    fn comment_refs(&self) -> Vec<&str> {
+        self.comments.iter().map(String::as_str).collect()
+    }
+
+    /// The sandbox's line for this machine: the one holding this machine's key, else the one
+    /// carrying this operator's comment.
+    fn installed<'a>(&self, found: &'a Probe) -> Option<&'a str> {
+        let lines = found.authorized_keys.as_ref()?;
+        let mine = self.local_line.as_deref().and_then(key_material);
+        lines
+            .iter()
+            .find(|line| mine.is_some() && key_material(line) == mine)
+            .or_else(|| {
+                lines.iter().find(|line| {
+                    line.split_whitespace()
+                        .last()
+                        .is_some_and(|c| self.comments.iter().any(|mine| mine == c))
+                })
+            })
+            .map(String::as_str)
+    }
+}
+
+/// Pins the host key the probe read over the platform's authenticated command channel, when
+/// this machine has none for the sandbox yet (a second operator's first rekey).
+fn pin_if_unpinned(context: &Context, record: &SandboxRecord, found: &Probe) -> CommandResult<()> {
+    let id = &record.id;
+    if crate::ssh_entries::pinned_host_key(context, id).is_some() {
+        return Ok(());
+    }
+    let Some(host_key) = found.host_key.as_deref().and_then(key_material) else {
+        return Err(CommandError::user(format!(
+            "sandbox {id} has no readable host key, so this machine cannot pin it"
+        ))
+        .hint(format!("km vscode status {id}")));
+    };
+    crate::ssh_entries::pin_host_key(context, id, &host_key)?;
+    crate::ui::status(
+        "✓ Host key pinned on this machine (read over the sandbox's command channel)",
+    );
+    Ok(())
 }

@@ -2,8 +2,8 @@
 //!
 //! Gates, in this order, before any key material changes: running → not locked (unless
 //! `--force`) → remote probe. A rotation an earlier run left half-done is finished or undone
-//! first. Then the new pair goes to `<id>.new`, the sandbox's own `authorized_keys` line is
-//! replaced and read back, a real login with the new key is made, and only then the new key is
+//! first. Then the new pair goes to `<id>.new`, this operator's own `authorized_keys` line (its
+//! comment `km-<id>:<operator>`) is replaced and read back — other operators' lines stay — a real login with the new key is made, and only then the new key is
 //! committed locally. Any failure restores the old line remotely and leaves the local key
 //! untouched. From the first new file to the commit, Ctrl-C, SIGTERM and SIGHUP are held back;
 //! after a `kill -9` the next km command that uses the key repairs the state.
@@ -25,7 +25,7 @@ use crate::key_rotation::{self, KeyFiles, settle};
 use crate::ssh_client::verify_login;
 use crate::ui;
 
-use super::{probe, problem_error, require_enabled};
+use super::{MachineKey, pin_if_unpinned, probe, problem_error, require_enabled};
 
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -51,11 +51,13 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
     }
     ui::status("✓ Pre-flight check passed");
     settle(context, store.as_ref(), platform.as_ref(), &record)?;
+    pin_if_unpinned(context, &record, &found)?;
 
     let files = KeyFiles::of(context, &id);
     let old_fingerprint = fingerprint_of_file(&files.public).ok();
+    let mine = MachineKey::of(context, &id)?;
     let new_pair =
-        KeyPair::generate(&id.key_comment()).map_err(|e| CommandError::user(e.to_string()))?;
+        KeyPair::generate(&mine.comment).map_err(|e| CommandError::user(e.to_string()))?;
     let new_line = new_pair
         .public_line()
         .map_err(|e| CommandError::user(e.to_string()))?;
@@ -95,12 +97,13 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
         new_pair.fingerprint()
     ));
 
-    let old_line = found.key_line_for(&id.key_comment()).map(str::to_owned);
-    if let Err(error) = push_and_verify(context, platform.as_ref(), &record, &new_line) {
+    let old_line = mine.installed(&found).map(str::to_owned);
+    if let Err(error) = push_and_verify(context, platform.as_ref(), &record, &mine, &new_line) {
         return Err(roll_back(
             platform.as_ref(),
             &record,
             &files,
+            &mine,
             old_line.as_deref(),
             error,
         ));
@@ -129,11 +132,12 @@ fn roll_back(
     platform: &dyn Platform,
     record: &SandboxRecord,
     files: &KeyFiles,
+    mine: &MachineKey,
     old_line: Option<&str>,
     error: CommandError,
 ) -> CommandError {
     let id = &record.id;
-    let restored = restore_remote(platform, record, old_line);
+    let restored = restore_remote(platform, record, mine, old_line);
     let remote_state = match (old_line, restored) {
         (Some(_), Ok(())) => "the sandbox's old key line was restored; the old key still works",
         (None, Ok(())) => "the sandbox had no key line for this machine and has none now",
@@ -166,10 +170,11 @@ fn push_and_verify(
     context: &Context,
     platform: &dyn Platform,
     record: &SandboxRecord,
+    mine: &MachineKey,
     new_line: &str,
 ) -> CommandResult<()> {
     let id: &SandboxId = &record.id;
-    let script = install_key_script(&id.key_comment(), Some(new_line));
+    let script = install_key_script(&mine.comment_refs(), Some(new_line));
     let output = platform.exec(record, &script, INSTALL_TIMEOUT)?;
     if output.exit_code != 0 {
         return Err(CommandError::user(format!(
@@ -196,9 +201,10 @@ fn push_and_verify(
 fn restore_remote(
     platform: &dyn Platform,
     record: &SandboxRecord,
+    mine: &MachineKey,
     old_line: Option<&str>,
 ) -> Result<(), ()> {
-    let script = install_key_script(&record.id.key_comment(), old_line);
+    let script = install_key_script(&mine.comment_refs(), old_line);
     match platform.exec(record, &script, INSTALL_TIMEOUT) {
         Ok(output) if output.exit_code == 0 => Ok(()),
         _ => Err(()),

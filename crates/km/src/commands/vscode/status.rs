@@ -13,7 +13,7 @@ use crate::ssh_client::verify_login;
 use crate::ssh_entries::{Transport, entry_transport, pinned_host_key};
 use crate::ui;
 
-use super::{probe, require_enabled};
+use super::{MachineKey, probe, require_enabled};
 
 const HOST_KEY_CHECK: &str = "host key matches pin";
 const ENTRY_CHECK: &str = "ssh config entry";
@@ -62,17 +62,18 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
                 "sshd is not serving"
             },
         ));
-        let installed = found.key_line_for(&id.key_comment()).map(str::to_owned);
+        let mine = MachineKey::of(context, id)?;
+        let installed = mine.installed(&found).map(str::to_owned);
         checks.push(check(
             "authorized_keys present",
             found.authorized_keys.is_some() && installed.is_some(),
             match (&found.authorized_keys, &installed) {
                 (None, _) => "~/.ssh/authorized_keys is absent".to_owned(),
                 (Some(_), None) => {
-                    format!("no line for {} in ~/.ssh/authorized_keys", id.key_comment())
+                    format!("no line for {} in ~/.ssh/authorized_keys", mine.comment)
                 }
                 (Some(lines), Some(_)) => {
-                    format!("{} key line(s), one for {}", lines.len(), id.key_comment())
+                    format!("{} key line(s), one for {}", lines.len(), mine.comment)
                 }
             },
         ));
