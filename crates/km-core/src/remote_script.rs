@@ -44,15 +44,6 @@ impl Probe {
             (true, false) => Some(ProbeProblem::Inconsistent),
         }
     }
-
-    /// The `authorized_keys` line that carries `comment` as its last field.
-    pub fn key_line_for(&self, comment: &str) -> Option<&str> {
-        self.authorized_keys
-            .as_ref()?
-            .iter()
-            .map(String::as_str)
-            .find(|line| line.split_whitespace().last() == Some(comment))
-    }
 }
 
 /// A probe script: `sshd_check` is a shell condition that succeeds when sshd can serve, and
@@ -186,8 +177,8 @@ mod tests {
         let probe = parse_probe(out);
         assert!(probe.sshd_active);
         assert_eq!(
-            probe.key_line_for("km-sb-1"),
-            Some("ssh-ed25519 AAA km-sb-1")
+            probe.authorized_keys.as_deref().map(<[String]>::len),
+            Some(2)
         );
         assert_eq!(probe.host_key.as_deref(), Some("ssh-ed25519 HHH host"));
         assert_eq!(probe.problem(), None);
