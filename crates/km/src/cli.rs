@@ -52,12 +52,23 @@ pub(crate) enum Command {
     /// The sandbox agent (started by km itself)
     #[command(name = "__agent", hide = true)]
     Agent(AgentArgs),
+    /// The platform's management component (installed and started by km itself)
+    #[command(name = "__manager", hide = true, subcommand)]
+    Manager(ManagerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ManagerCommand {
+    /// Print what this build understands, as JSON
+    Manifest,
+    /// Work the request queue until it is empty
+    Serve,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
-    /// Bring the platform's management component up to this km's version (not available yet:
-    /// fails and changes nothing)
+    /// Install this km as the platform's management component (what `km create --remote`
+    /// and `km destroy --remote` go through), with a manifest of what it understands
     #[arg(long)]
     pub(crate) sidecars: bool,
     /// Point km at AWS instead of the local platform
@@ -117,10 +128,13 @@ pub(crate) struct CreateArgs {
     /// A name for the sandbox, unique among live sandboxes
     #[arg(long)]
     pub(crate) alias: Option<String>,
-    /// Create through the platform's management component (not available yet: fails and
-    /// changes nothing)
+    /// Create through the platform's management component (`km init --sidecars` installs
+    /// it); the keypair is still made here
     #[arg(long)]
     pub(crate) remote: bool,
+    /// With --remote: return once the request is queued (`km list` shows its progress)
+    #[arg(long, requires = "remote")]
+    pub(crate) no_wait: bool,
 }
 
 #[derive(Debug, Args)]
@@ -134,8 +148,8 @@ pub(crate) struct ListArgs {
 pub(crate) struct DestroyArgs {
     /// The sandbox: ID, alias or list number
     pub(crate) sandbox: String,
-    /// Destroy through the platform's management component (not available yet: fails and
-    /// changes nothing)
+    /// Destroy through the platform's management component; this machine's keys, Host entry
+    /// and pin go once it reports the sandbox gone
     #[arg(long)]
     pub(crate) remote: bool,
     /// Don't ask for confirmation

@@ -37,18 +37,24 @@ impl CommandError {
         self
     }
 
+    /// The whole error on one line, for a place that keeps text (the manager's results).
+    pub(crate) fn one_line(&self) -> String {
+        let mut line = self.message.clone();
+        for cause in &self.causes {
+            line.push_str(": ");
+            line.push_str(cause);
+        }
+        for hint in &self.hints {
+            line.push_str(" (next: ");
+            line.push_str(hint);
+            line.push(')');
+        }
+        line
+    }
+
     pub(crate) fn exit_code(&self) -> u8 {
         self.exit_code
     }
-}
-
-/// The error for a flag the command line knows but this build cannot carry out yet: it must
-/// fail loudly, never succeed having done nothing.
-pub(crate) fn not_yet(flag: &str, what: &str) -> CommandError {
-    CommandError::user(format!(
-        "{flag} is not available yet: {what} is not part of this km build, and nothing was changed"
-    ))
-    .hint("leave the flag out: the local platform runs every sandbox with this km binary's own agent, always at its version")
 }
 
 impl From<StoreError> for CommandError {

@@ -10,6 +10,7 @@ mod context;
 mod error;
 mod interrupts;
 mod key_rotation;
+mod manager;
 mod platforms;
 mod settings;
 mod ssh_client;

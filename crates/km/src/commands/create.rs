@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use km_core::id::{Alias, SandboxId};
-use km_core::keys::{KeyPair, key_material};
+use km_core::keys::{KeyPair, fingerprint_of_line, key_material};
 use km_core::platform::{Platform, ProvisionRequest};
 use km_core::profile::{Profile, load_profile};
 use km_core::record::{NewSandbox, SandboxStore, Status};
@@ -20,7 +20,7 @@ use km_local::process_tree::ProcessIdentity;
 use crate::cli::CreateArgs;
 use crate::commands::destroy::forget_operator_state;
 use crate::context::Context;
-use crate::error::{CommandError, CommandResult, not_yet};
+use crate::error::{CommandError, CommandResult};
 use crate::interrupts::{INTERRUPTED_EXIT, Interrupts};
 use crate::platforms;
 use crate::ssh_entries;
@@ -45,59 +45,76 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
         ))
     })?;
     if args.remote {
-        return Err(not_yet(
-            "km create --remote",
-            "creating through the platform's management component",
-        )
-        .hint(format!("km create {}", args.profile.display())));
+        return crate::manager::create_remote(context, args, &profile, alias);
     }
-    let platform = platforms::platform_for_substrate(context, profile.substrate)?;
-    let store = context.store()?;
     let id = SandboxId::generate(&profile.prefix).map_err(|e| CommandError::user(e.to_string()))?;
-    let created_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     let profile_path = args
         .profile
         .canonicalize()
         .unwrap_or_else(|_| args.profile.clone())
         .display()
         .to_string();
+    make(
+        context,
+        &Plan {
+            id: &id,
+            alias: alias.as_ref(),
+            profile: &profile,
+            profile_path: &profile_path,
+        },
+        &Maker::Operator,
+    )
+}
+
+/// Who makes a sandbox: the operator's own km, or the platform's manager on their behalf.
+pub(crate) enum Maker {
+    /// `km create`: generates the keypair here and pins the host key here.
+    Operator,
+    /// The manager, for `km create --remote`: the operator's km made the keypair and sent its
+    /// public line; the operator's km pins the host key once the sandbox runs.
+    Manager {
+        /// The request's `VSCodeSSHPubKey`.
+        public_line: Option<String>,
+    },
+}
+
+/// Makes the sandbox `plan` describes, rolling everything back on failure or interrupt.
+pub(crate) fn make(context: &Context, plan: &Plan<'_>, maker: &Maker) -> CommandResult<ExitCode> {
+    let (id, profile, alias) = (plan.id, plan.profile, plan.alias);
+    let platform = platforms::platform_for_substrate(context, profile.substrate)?;
+    let store = context.store()?;
+    let created_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let interrupts = Interrupts::hold()
         .map_err(|e| CommandError::user("cannot install km's signal handlers").cause(e))?;
     store.insert(&NewSandbox {
         id: id.clone(),
-        alias: alias.clone(),
+        alias: alias.cloned(),
         profile: profile.name.clone(),
-        profile_path,
+        profile_path: plan.profile_path.to_owned(),
         platform: platform.name().into(),
         vscode_enabled: profile.vscode_enabled,
         created_at,
     })?;
     let creator = serde_json::json!({ "creator": ProcessIdentity::current() });
     let result = store
-        .set_resources(&id, &creator)
+        .set_resources(id, &creator)
         .map_err(CommandError::from)
         .and_then(|()| {
-            let plan = Plan {
-                id: &id,
-                alias: alias.as_ref(),
-                profile: &profile,
-            };
             build(
                 context,
                 store.as_ref(),
                 platform.as_ref(),
-                &plan,
+                plan,
+                maker,
                 &interrupts,
             )
         });
     match result {
         Ok(()) => {
             ui::data(id.as_str());
-            let name = alias
-                .as_ref()
-                .map_or_else(|| id.to_string(), ToString::to_string);
+            let name = alias.map_or_else(|| id.to_string(), ToString::to_string);
             if profile.vscode_enabled {
                 ui::status(&format!(
                     "next: km vscode start {name}   (or: km shell {name})"
@@ -108,7 +125,7 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
-            let error = roll_back(context, store.as_ref(), platform.as_ref(), &id, error);
+            let error = roll_back(context, store.as_ref(), platform.as_ref(), id, maker, error);
             if interrupts.received() {
                 ui::print_error(&error);
                 return Ok(ExitCode::from(INTERRUPTED_EXIT));
@@ -124,6 +141,7 @@ fn roll_back(
     store: &dyn SandboxStore,
     platform: &dyn Platform,
     id: &SandboxId,
+    maker: &Maker,
     error: CommandError,
 ) -> CommandError {
     let mut left_behind = Vec::new();
@@ -136,7 +154,10 @@ fn roll_back(
         Ok(None) => {}
         Err(e) => left_behind.push(format!("the sandbox, whose record could not be read ({e})")),
     }
-    if let Err(e) = forget_operator_state(context, id) {
+    // The operator's own files are the operator's km's to remove, not the manager's.
+    if matches!(maker, Maker::Operator)
+        && let Err(e) = forget_operator_state(context, id)
+    {
         left_behind.push(format!(
             "its local key files, Host entry or host key pin ({})",
             e.message
@@ -174,10 +195,12 @@ fn check_interrupts(interrupts: &Interrupts, id: &SandboxId) -> CommandResult<()
 }
 
 /// What `build` makes a sandbox from.
-struct Plan<'a> {
-    id: &'a SandboxId,
-    alias: Option<&'a Alias>,
-    profile: &'a Profile,
+pub(crate) struct Plan<'a> {
+    pub(crate) id: &'a SandboxId,
+    pub(crate) alias: Option<&'a Alias>,
+    pub(crate) profile: &'a Profile,
+    /// Where the profile was read from, as recorded.
+    pub(crate) profile_path: &'a str,
 }
 
 fn build(
@@ -185,11 +208,22 @@ fn build(
     store: &dyn SandboxStore,
     platform: &dyn Platform,
     plan: &Plan<'_>,
+    maker: &Maker,
     interrupts: &Interrupts,
 ) -> CommandResult<()> {
     let id = plan.id;
     let vscode_enabled = plan.profile.vscode_enabled;
-    let public_line = if vscode_enabled {
+    let public_line = if let Maker::Manager { public_line } = maker {
+        if let Some(line) = public_line.as_deref().filter(|_| vscode_enabled) {
+            let fingerprint = fingerprint_of_line(line).map_err(|e| {
+                CommandError::user(format!(
+                    "the request's VSCodeSSHPubKey is not a usable key: {e}"
+                ))
+            })?;
+            store.set_key_fingerprint(id, Some(&fingerprint))?;
+        }
+        public_line.clone().filter(|_| vscode_enabled)
+    } else if vscode_enabled {
         let pair = KeyPair::generate(&id.operator_key_comment(&context.operator()?))
             .map_err(|e| CommandError::user(e.to_string()))?;
         pair.write(
@@ -250,9 +284,15 @@ fn build(
         .ok_or_else(|| {
             CommandError::user(format!("sandbox {id} booted without a readable host key"))
         })?;
-    ssh_entries::pin_host_key(context, id, &host_key)?;
     check_interrupts(interrupts, id)?;
+    if matches!(maker, Maker::Operator) {
+        ssh_entries::pin_host_key(context, id, &host_key)?;
+        check_interrupts(interrupts, id)?;
+    }
     store.set_status(id, Status::Running)?;
-    ui::status(&format!("✓ Sandbox {id} running (host key pinned)"));
+    ui::status(&format!("✓ Sandbox {id} running"));
+    if matches!(maker, Maker::Operator) {
+        ui::status("✓ Host key pinned");
+    }
     Ok(())
 }

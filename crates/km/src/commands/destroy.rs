@@ -6,19 +6,12 @@ use km_core::id::SandboxId;
 
 use crate::cli::DestroyArgs;
 use crate::context::Context;
-use crate::error::{CommandError, CommandResult, not_yet};
+use crate::error::{CommandError, CommandResult};
 use crate::key_rotation::KeyFiles;
 use crate::ssh_entries;
 use crate::ui;
 
 pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCode> {
-    if args.remote {
-        return Err(not_yet(
-            "km destroy --remote",
-            "destroying through the platform's management component",
-        )
-        .hint(format!("km destroy {} --yes", args.sandbox)));
-    }
     let store = context.store()?;
     let record = context.resolve(store.as_ref(), &args.sandbox)?;
     let id = &record.id;
@@ -34,6 +27,9 @@ pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCo
         )?
     {
         return Ok(ExitCode::SUCCESS);
+    }
+    if args.remote {
+        return crate::manager::destroy_remote(context, args, id);
     }
     let platform = context.platform_for(&record)?;
     platform.destroy(&record)?;

@@ -7,7 +7,7 @@ use km_core::keys::KEYS_DIR_MODE;
 
 use crate::cli::InitArgs;
 use crate::context::{Context, store_error};
-use crate::error::{CommandResult, io_at, not_yet};
+use crate::error::{CommandResult, io_at};
 use crate::settings::{PlatformChoice, Settings};
 use crate::ui;
 
@@ -29,12 +29,6 @@ pub(crate) fn name_operator(context: &Context, settings: &mut Settings, args: &I
 pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode> {
     if args.aws {
         return crate::platforms::init_aws(context, args);
-    }
-    if args.sidecars {
-        return Err(not_yet(
-            "km init --sidecars",
-            "installing the platform's management component",
-        ));
     }
     // Find the tools before creating anything, so a machine without sshd is left as it was.
     let tools = context.tools()?;
@@ -66,6 +60,11 @@ pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode>
     ));
     ui::status(&format!("✓ sshd: {}", tools.sshd.display()));
     ui::status(&format!("✓ sftp-server: {}", tools.sftp_server.display()));
+    if args.sidecars {
+        crate::manager::install(context)?;
+    } else {
+        crate::manager::report(context);
+    }
     ui::status("next: km create profiles/default.yaml --alias my-poc");
     Ok(ExitCode::SUCCESS)
 }

@@ -2,8 +2,8 @@
 
 mod agent;
 mod completions;
-mod create;
-mod destroy;
+pub(crate) mod create;
+pub(crate) mod destroy;
 mod doctor;
 pub(crate) mod init;
 mod lifecycle;
@@ -11,7 +11,7 @@ mod list;
 mod proxy;
 mod shell;
 mod validate;
-mod vscode;
+pub(crate) mod vscode;
 
 use std::process::ExitCode;
 
@@ -37,6 +37,10 @@ pub(crate) fn dispatch(command: Command, context: &Context) -> CommandResult<Exi
         Command::Completions(args) => completions::completions(&args),
         Command::Man => completions::man(),
         Command::Agent(args) => agent::run(&args),
+        Command::Manager(crate::cli::ManagerCommand::Manifest) => {
+            crate::manager::print_manifest(context)
+        }
+        Command::Manager(crate::cli::ManagerCommand::Serve) => crate::manager::serve(context),
     }
 }
 

@@ -6,6 +6,7 @@ mod aws;
 mod hardening;
 mod interrupts;
 mod lifecycle;
+mod remote;
 mod shell;
 mod support;
 mod vscode;

@@ -77,6 +77,8 @@ fn ready_for_ssh(
     if let Some(problem) = found.problem() {
         return Err(problem_error(record, problem));
     }
+    // A sandbox made by the management component, or on another machine, is pinned here first.
+    pin_if_unpinned(context, record, &found)?;
     crate::key_rotation::settle(context, store, platform, record)
 }
 
@@ -166,6 +168,14 @@ impl MachineKey {
             })
             .map(String::as_str)
     }
+}
+
+/// Reads the sandbox's host key over its command channel and pins it, if this machine has no
+/// pin for it yet (after the management component made it).
+pub(crate) fn pin_from_sandbox(context: &Context, record: &SandboxRecord) -> CommandResult<()> {
+    let platform = context.platform_for(record)?;
+    let found = probe(platform.as_ref(), record)?;
+    pin_if_unpinned(context, record, &found)
 }
 
 /// Pins the host key the probe read over the platform's authenticated command channel, when

@@ -1,0 +1,690 @@
+//! The platform's management component, on the local platform: `km init --sidecars` installs a
+//! copy of km under `~/.km/platform/` with a manifest of what it understands;
+//! `km create --remote` and `km destroy --remote` hand requests to it through a queue
+//! directory, wake it, and wait for its result. It performs them as its own process.
+//!
+//! A manager older than the operator's km once dropped the operator's public key without a
+//! word and booted sandboxes nobody could log in to. Here the CLI refuses before anything is
+//! made when the manifest lacks a field the request carries, and the manager decodes requests
+//! strictly: an unknown field is an error written back to the request, never ignored.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use km_core::atomic_file::{FileLock, ensure_private_dir, write_atomic};
+use km_core::id::{Alias, SandboxId};
+use km_core::keys::KeyPair;
+use km_core::profile::{Profile, SearchPath, load_profile};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::cli::{CreateArgs, DestroyArgs};
+use crate::commands::create::{Maker, Plan, make};
+use crate::commands::destroy::forget_operator_state;
+use crate::context::Context;
+use crate::error::{CommandError, CommandResult, io_at};
+use crate::ui;
+
+/// The request field that carries the operator's public key.
+pub(crate) const VSCODE_KEY_FIELD: &str = "VSCodeSSHPubKey";
+/// How long the CLI waits for the manager to finish a request.
+const WAIT_LIMIT: Duration = Duration::from_secs(20 * 60);
+const POLL: Duration = Duration::from_millis(100);
+
+/// What an installed manager is and understands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Manifest {
+    /// km's version.
+    pub(crate) version: String,
+    /// `sha256:` of the manager's executable: two builds of one version differ here.
+    pub(crate) build_id: String,
+    /// Every field of a create request this manager decodes.
+    pub(crate) request_fields: Vec<String>,
+}
+
+impl Manifest {
+    /// This build's manifest.
+    fn of_this_build(exe: &Path) -> CommandResult<Self> {
+        Ok(Self {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            build_id: build_id(exe)?,
+            request_fields: CreateRequest::FIELDS
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect(),
+        })
+    }
+
+    fn short(&self) -> String {
+        let hex = self.build_id.trim_start_matches("sha256:");
+        format!("km {} (build {})", self.version, &hex[..hex.len().min(12)])
+    }
+}
+
+fn build_id(exe: &Path) -> CommandResult<String> {
+    let bytes = std::fs::read(exe).map_err(io_at(exe))?;
+    let digest = Sha256::digest(&bytes);
+    Ok(format!(
+        "sha256:{}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ))
+}
+
+/// A create request, as the manager decodes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateRequest {
+    pub(crate) request_id: String,
+    pub(crate) sandbox_id: SandboxId,
+    pub(crate) alias: Option<Alias>,
+    /// The resolved profile (`extends` applied), as YAML.
+    pub(crate) profile: String,
+    /// Where the operator read the profile from, for the record.
+    pub(crate) profile_path: String,
+    /// The operator's public key line, when the profile enables VS Code.
+    #[cfg(not(feature = "manager-without-vscode-key"))]
+    #[serde(rename = "VSCodeSSHPubKey")]
+    pub(crate) vscode_ssh_pub_key: Option<String>,
+}
+
+impl CreateRequest {
+    /// The fields this build decodes (kept equal to the struct by a unit test).
+    #[cfg(not(feature = "manager-without-vscode-key"))]
+    pub(crate) const FIELDS: &'static [&'static str] = &[
+        "request_id",
+        "sandbox_id",
+        "alias",
+        "profile",
+        "profile_path",
+        VSCODE_KEY_FIELD,
+    ];
+    /// The fields this build decodes: a manager from before km sent the operator's key.
+    #[cfg(feature = "manager-without-vscode-key")]
+    pub(crate) const FIELDS: &'static [&'static str] = &[
+        "request_id",
+        "sandbox_id",
+        "alias",
+        "profile",
+        "profile_path",
+    ];
+}
+
+/// A destroy request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DestroyRequest {
+    pub(crate) request_id: String,
+    pub(crate) sandbox_id: SandboxId,
+    /// Destroy even when locked (`km destroy --force`).
+    pub(crate) force: bool,
+}
+
+/// What the manager wrote back for a request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Outcome {
+    pub(crate) request_id: String,
+    /// `done` or `failed`.
+    pub(crate) state: String,
+    /// Why it failed, in the manager's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+/// The manager's files.
+struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    fn of(context: &Context) -> Self {
+        Self {
+            dir: context.paths.km_dir().join("platform"),
+        }
+    }
+    fn manager(&self) -> PathBuf {
+        self.dir.join("km-manager")
+    }
+    fn manifest(&self) -> PathBuf {
+        self.dir.join("manifest.json")
+    }
+    fn queue(&self) -> PathBuf {
+        self.dir.join("queue")
+    }
+    fn results(&self) -> PathBuf {
+        self.dir.join("results")
+    }
+    fn lock(&self) -> PathBuf {
+        self.dir.join("manager.lock")
+    }
+    fn log(&self) -> PathBuf {
+        self.dir.join("manager.log")
+    }
+}
+
+const SIDECARS: &str = "km init --sidecars";
+
+/// `km init --sidecars`: installs this km as the manager, with its manifest.
+pub(crate) fn install(context: &Context) -> CommandResult<()> {
+    let layout = Layout::of(context);
+    for dir in [&layout.dir, &layout.queue(), &layout.results()] {
+        ensure_private_dir(dir, 0o700).map_err(io_at(dir))?;
+    }
+    let wanted = Manifest::of_this_build(&context.km_exe)?;
+    if installed(&layout)
+        .is_some_and(|(manifest, exe_id)| manifest == wanted && exe_id == wanted.build_id)
+    {
+        ui::status(&format!(
+            "✓ Management component is already {} (knows {VSCODE_KEY_FIELD})",
+            wanted.short()
+        ));
+        return Ok(());
+    }
+    // The copy is made whole, then renamed over the old one: a manager is never half-written.
+    let bytes = std::fs::read(&context.km_exe).map_err(io_at(&context.km_exe))?;
+    write_atomic(&layout.manager(), &bytes, 0o700).map_err(io_at(&layout.manager()))?;
+    // The manifest comes from the installed copy itself, so it says what that binary knows.
+    let output = Command::new(layout.manager())
+        .args(["__manager", "manifest"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| CommandError::user("cannot run the installed manager").cause(e))?;
+    let manifest: Manifest = serde_json::from_slice(&output.stdout).map_err(|e| {
+        CommandError::user("the installed manager did not describe itself")
+            .cause(e)
+            .cause(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    })?;
+    let text = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| CommandError::user("cannot encode the manifest").cause(e))?;
+    write_atomic(&layout.manifest(), format!("{text}\n").as_bytes(), 0o600)
+        .map_err(io_at(&layout.manifest()))?;
+    ui::status(&format!(
+        "✓ Management component {} installed at {} (knows {})",
+        manifest.short(),
+        layout.manager().display(),
+        manifest.request_fields.join(", ")
+    ));
+    Ok(())
+}
+
+/// The installed manifest, and the build ID of the installed binary, when both are there.
+fn installed(layout: &Layout) -> Option<(Manifest, String)> {
+    let manifest = serde_json::from_slice(&std::fs::read(layout.manifest()).ok()?).ok()?;
+    let exe_id = build_id(&layout.manager()).ok()?;
+    Some((manifest, exe_id))
+}
+
+/// `km init` without `--sidecars`: says when the installed manager is not this km.
+pub(crate) fn report(context: &Context) {
+    let layout = Layout::of(context);
+    if !layout.manifest().exists() {
+        return;
+    }
+    let Ok(this) = Manifest::of_this_build(&context.km_exe) else {
+        return;
+    };
+    match installed(&layout) {
+        Some((manifest, _)) if manifest.build_id == this.build_id => {
+            ui::status(&format!("✓ Management component is {}", manifest.short()));
+        }
+        Some((manifest, _)) => {
+            let missing: Vec<_> = this
+                .request_fields
+                .iter()
+                .filter(|f| !manifest.request_fields.contains(f))
+                .cloned()
+                .collect();
+            let gap = if missing.is_empty() {
+                String::new()
+            } else {
+                format!(", does not know {}", missing.join(", "))
+            };
+            ui::warn(&format!(
+                "the management component is {}{gap}, not this {} — run: {SIDECARS}",
+                manifest.short(),
+                this.short()
+            ));
+        }
+        None => ui::warn(&format!(
+            "the management component under {} is damaged — run: {SIDECARS}",
+            layout.dir.display()
+        )),
+    }
+}
+
+/// The installed manager, checked to understand every field in `fields`.
+fn usable_manager(layout: &Layout, fields: &[&str]) -> CommandResult<Manifest> {
+    let Ok(bytes) = std::fs::read(layout.manifest()) else {
+        return Err(
+            CommandError::user("no management component is installed on this platform")
+                .hint(SIDECARS),
+        );
+    };
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+        CommandError::user(format!(
+            "the management component's manifest {} is unreadable",
+            layout.manifest().display()
+        ))
+        .cause(e)
+        .hint(SIDECARS)
+    })?;
+    let missing: Vec<&str> = fields
+        .iter()
+        .copied()
+        .filter(|f| !manifest.request_fields.iter().any(|known| known == f))
+        .collect();
+    if !missing.is_empty() {
+        return Err(CommandError::user(format!(
+            "management component is {} (does not know {}) — run: {SIDECARS}",
+            manifest.short(),
+            missing.join(", ")
+        ))
+        .cause("a sandbox it made would not get your key, and ssh into it would fail")
+        .hint(SIDECARS));
+    }
+    match build_id(&layout.manager()) {
+        Ok(id) if id == manifest.build_id => Ok(manifest),
+        _ => Err(CommandError::user(format!(
+            "the management component at {} is not the build its manifest describes",
+            layout.manager().display()
+        ))
+        .hint(SIDECARS)),
+    }
+}
+
+/// Queues `request` (as JSON) and starts a manager to work the queue.
+fn submit(layout: &Layout, request_id: &str, request: &serde_json::Value) -> CommandResult<Child> {
+    let text = serde_json::to_vec_pretty(request)
+        .map_err(|e| CommandError::user("cannot encode the request").cause(e))?;
+    let path = layout.queue().join(format!("{request_id}.json"));
+    write_atomic(&path, &text, 0o600).map_err(io_at(&path))?;
+    wake(layout)
+}
+
+/// Starts a manager process, detached from this terminal, logging to `manager.log`.
+fn wake(layout: &Layout) -> CommandResult<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(layout.log())
+        .map_err(io_at(&layout.log()))?;
+    let log_err = log.try_clone().map_err(io_at(&layout.log()))?;
+    let mut command = Command::new(layout.manager());
+    command
+        .args(["__manager", "serve"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    command.spawn().map_err(|e| {
+        CommandError::user(format!(
+            "cannot start the manager {}",
+            layout.manager().display()
+        ))
+        .cause(e)
+        .hint(SIDECARS)
+    })
+}
+
+/// Waits for the manager's outcome for `request_id`.
+fn wait_for(
+    layout: &Layout,
+    request_id: &str,
+    mut manager: Child,
+    label: &str,
+) -> CommandResult<Outcome> {
+    let path = layout.results().join(format!("{request_id}.json"));
+    let _spinner = ui::Spinner::start(label);
+    let deadline = Instant::now() + WAIT_LIMIT;
+    let mut manager_done = false;
+    loop {
+        if let Ok(bytes) = std::fs::read(&path) {
+            let outcome: Outcome = serde_json::from_slice(&bytes).map_err(|e| {
+                CommandError::user(format!(
+                    "the manager's result {} is unreadable",
+                    path.display()
+                ))
+                .cause(e)
+            })?;
+            if !manager_done {
+                // Reaped later is fine, but never left as a zombie of ours.
+                std::thread::spawn(move || manager.wait());
+            }
+            return Ok(outcome);
+        }
+        if !manager_done && manager.try_wait().ok().flatten().is_some() {
+            manager_done = true;
+            // The result may have landed just before the manager exited.
+            if path.exists() {
+                continue;
+            }
+            return Err(CommandError::user(format!(
+                "the manager exited without a result for request {request_id}"
+            ))
+            .hint(format!("see {}", layout.log().display())));
+        }
+        if Instant::now() > deadline {
+            return Err(CommandError::user(format!(
+                "the manager has not finished request {request_id} after {} minutes",
+                WAIT_LIMIT.as_secs() / 60
+            ))
+            .hint(format!("see {} and km list", layout.log().display())));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn request_id(id: &SandboxId, kind: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{kind}-{id}-{nanos}")
+}
+
+/// `km create --remote`: the keypair is made here, the sandbox by the manager.
+pub(crate) fn create_remote(
+    context: &Context,
+    args: &CreateArgs,
+    profile: &Profile,
+    alias: Option<Alias>,
+) -> CommandResult<ExitCode> {
+    let layout = Layout::of(context);
+    // Checked before anything is made: a stale manager would boot a sandbox without the key.
+    usable_manager(&layout, CreateRequest::FIELDS)?;
+    let id = SandboxId::generate(&profile.prefix).map_err(|e| CommandError::user(e.to_string()))?;
+    let public_line = if profile.vscode_enabled {
+        let pair = KeyPair::generate(&id.operator_key_comment(&context.operator()?))
+            .map_err(|e| CommandError::user(e.to_string()))?;
+        pair.write(
+            &context.paths.private_key(&id),
+            &context.paths.public_key(&id),
+        )
+        .map_err(|e| CommandError::user(format!("cannot write the keypair for {id}")).cause(e))?;
+        ui::status(&format!("✓ Keypair generated ({})", pair.fingerprint()));
+        Some(
+            pair.public_line()
+                .map_err(|e| CommandError::user(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let request_id = request_id(&id, "create");
+    let mut request = serde_json::json!({
+        "request_id": request_id,
+        "sandbox_id": id,
+        "alias": alias,
+        "profile": profile.to_yaml(),
+        "profile_path": args
+            .profile
+            .canonicalize()
+            .unwrap_or_else(|_| args.profile.clone())
+            .display()
+            .to_string(),
+    });
+    request[VSCODE_KEY_FIELD] = serde_json::json!(public_line);
+    let manager = match submit(&layout, &request_id, &request) {
+        Ok(manager) => manager,
+        Err(error) => {
+            let _ = forget_operator_state(context, &id);
+            return Err(error);
+        }
+    };
+    ui::status(&format!(
+        "✓ Create request for {id} handed to the management component"
+    ));
+    if args.no_wait {
+        ui::data(id.as_str());
+        ui::status(&format!(
+            "next: km list shows its progress; then km vscode start {id}"
+        ));
+        std::thread::spawn(move || {
+            let mut manager = manager;
+            manager.wait()
+        });
+        return Ok(ExitCode::SUCCESS);
+    }
+    let outcome = wait_for(&layout, &request_id, manager, &format!("creating {id}"))?;
+    if outcome.state != "done" {
+        let removed = forget_operator_state(context, &id);
+        let mut error =
+            CommandError::user(format!("the management component could not create {id}"))
+                .cause(outcome.error.unwrap_or_else(|| "no reason given".into()));
+        error = match removed {
+            Ok(()) => error.cause("the local keypair made for it was removed"),
+            Err(e) => error.cause(format!(
+                "the local keypair could not be removed: {}",
+                e.message
+            )),
+        };
+        return Err(error.hint(format!("see {}", layout.log().display())));
+    }
+    ui::status(&format!(
+        "✓ Sandbox {id} created by the management component"
+    ));
+    if profile.vscode_enabled {
+        let store = context.store()?;
+        let record = store.get(&id)?.ok_or_else(|| {
+            CommandError::user(format!(
+                "the management component reported {id} made, but it has no record"
+            ))
+            .hint("km list")
+        })?;
+        crate::commands::vscode::pin_from_sandbox(context, &record)?;
+    }
+    ui::data(id.as_str());
+    if profile.vscode_enabled {
+        ui::status(&format!("next: km vscode start {id}"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `km destroy --remote`: the manager destroys; this machine's keys, Host entry and pin go
+/// once it reports the sandbox gone.
+pub(crate) fn destroy_remote(
+    context: &Context,
+    args: &DestroyArgs,
+    id: &SandboxId,
+) -> CommandResult<ExitCode> {
+    let layout = Layout::of(context);
+    usable_manager(&layout, &[])?;
+    let request_id = request_id(id, "destroy");
+    let request =
+        serde_json::json!({ "request_id": request_id, "sandbox_id": id, "force": args.force });
+    let manager = submit(&layout, &request_id, &request)?;
+    let outcome = wait_for(&layout, &request_id, manager, &format!("destroying {id}"))?;
+    if outcome.state != "done" {
+        return Err(
+            CommandError::user(format!("the management component could not destroy {id}"))
+                .cause(outcome.error.unwrap_or_else(|| "no reason given".into()))
+                .hint(format!(
+                    "see {}, then km destroy {} --yes",
+                    layout.log().display(),
+                    args.sandbox
+                )),
+        );
+    }
+    forget_operator_state(context, id)?;
+    ui::status(&format!(
+        "✓ Sandbox {id} destroyed by the management component (keys, ssh config entry and host key pin removed here)"
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `km __manager manifest`: what this build understands.
+pub(crate) fn print_manifest(context: &Context) -> CommandResult<ExitCode> {
+    let manifest = Manifest::of_this_build(&context.km_exe)?;
+    ui::data(
+        &serde_json::to_string(&manifest)
+            .map_err(|e| CommandError::user("cannot encode the manifest").cause(e))?,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `km __manager serve`: works the queue until it is empty. One manager at a time.
+pub(crate) fn serve(context: &Context) -> CommandResult<ExitCode> {
+    let layout = Layout::of(context);
+    let _one_at_a_time = FileLock::acquire(&layout.lock()).map_err(io_at(&layout.lock()))?;
+    loop {
+        let mut pending: Vec<PathBuf> = std::fs::read_dir(layout.queue())
+            .map_err(io_at(&layout.queue()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .collect();
+        if pending.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        pending.sort();
+        for path in pending {
+            let outcome = perform(context, &path);
+            let text = serde_json::to_vec_pretty(&outcome)
+                .map_err(|e| CommandError::user("cannot encode a result").cause(e))?;
+            let result = layout
+                .results()
+                .join(format!("{}.json", outcome.request_id));
+            write_atomic(&result, &text, 0o600).map_err(io_at(&result))?;
+            std::fs::remove_file(&path).map_err(io_at(&path))?;
+        }
+    }
+}
+
+/// Decodes and performs one queued request; every failure becomes its outcome.
+fn perform(context: &Context, path: &Path) -> Outcome {
+    let request_id = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let failed = |error: String| Outcome {
+        request_id: request_id.clone(),
+        state: "failed".into(),
+        error: Some(error),
+    };
+    let value: serde_json::Value = match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+    {
+        Ok(value) => value,
+        Err(e) => return failed(format!("the request is not readable JSON: {e}")),
+    };
+    let kind = request_id.split('-').next().unwrap_or_default();
+    let done = match kind {
+        "create" => serde_json::from_value::<CreateRequest>(value)
+            .map_err(|e| format!("the create request was refused: {e}"))
+            .and_then(|request| create(context, &request)),
+        "destroy" => serde_json::from_value::<DestroyRequest>(value)
+            .map_err(|e| format!("the destroy request was refused: {e}"))
+            .and_then(|request| destroy(context, &request)),
+        other => Err(format!("unknown request kind {other:?}")),
+    };
+    match done {
+        Ok(()) => Outcome {
+            request_id,
+            state: "done".into(),
+            error: None,
+        },
+        Err(error) => {
+            ui::warn(&format!("request {request_id} failed: {error}"));
+            failed(error)
+        }
+    }
+}
+
+fn create(context: &Context, request: &CreateRequest) -> Result<(), String> {
+    // The resolved profile has no `extends`: loading it re-validates it here.
+    let work = tempfile::Builder::new()
+        .prefix("km-manager-")
+        .tempdir()
+        .map_err(|e| format!("cannot make a work directory: {e}"))?;
+    let file = work.path().join("profile.yaml");
+    std::fs::write(&file, &request.profile)
+        .map_err(|e| format!("cannot write the profile: {e}"))?;
+    let profile = load_profile(&file, &SearchPath::default()).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    #[cfg(not(feature = "manager-without-vscode-key"))]
+    let public_line = request.vscode_ssh_pub_key.clone();
+    #[cfg(feature = "manager-without-vscode-key")]
+    let public_line = None;
+    let plan = Plan {
+        id: &request.sandbox_id,
+        alias: request.alias.as_ref(),
+        profile: &profile,
+        profile_path: &request.profile_path,
+    };
+    make(context, &plan, &Maker::Manager { public_line }).map_err(|e| e.one_line())?;
+    // An interrupted create rolls back and still returns: only a running record is success.
+    let store = context.store().map_err(|e| e.one_line())?;
+    match store.get(&request.sandbox_id) {
+        Ok(Some(record)) if record.status == km_core::record::Status::Running => Ok(()),
+        _ => Err(format!(
+            "the create of {} was interrupted and rolled back",
+            request.sandbox_id
+        )),
+    }
+}
+
+fn destroy(context: &Context, request: &DestroyRequest) -> Result<(), String> {
+    let id = &request.sandbox_id;
+    let store = context.store().map_err(|e| e.one_line())?;
+    let record = store
+        .get(id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("sandbox {id} does not exist"))?;
+    if record.locked && !request.force {
+        return Err(format!("sandbox {id} is locked"));
+    }
+    let platform = context.platform_for(&record).map_err(|e| e.one_line())?;
+    platform.destroy(&record).map_err(|e| e.to_string())?;
+    store.delete(id).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_lists_exactly_the_fields_a_request_carries() {
+        let request = CreateRequest {
+            request_id: "create-sb-0123abcd-1".into(),
+            sandbox_id: "sb-0123abcd".parse().unwrap(),
+            alias: None,
+            profile: String::new(),
+            profile_path: String::new(),
+            #[cfg(not(feature = "manager-without-vscode-key"))]
+            vscode_ssh_pub_key: None,
+        };
+        let value = serde_json::to_value(&request).unwrap();
+        let mut fields: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        let mut listed = CreateRequest::FIELDS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(fields, listed);
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_by_name() {
+        let error = serde_json::from_value::<DestroyRequest>(serde_json::json!({
+            "request_id": "destroy-sb-0123abcd-1",
+            "sandbox_id": "sb-0123abcd",
+            "force": false,
+            "surprise": true,
+        }))
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `surprise`"),
+            "{error}"
+        );
+    }
+}
