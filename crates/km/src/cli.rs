@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::engine::ArgValueCandidates;
 
 /// km creates sandboxes from YAML profiles and opens VS Code (Remote-SSH) or plain ssh inside
 /// them, over a tunnel, with an ed25519 keypair that belongs to that one sandbox.
@@ -112,7 +113,15 @@ pub(crate) struct DoctorArgs {
 #[derive(Debug, Args)]
 pub(crate) struct CompletionsArgs {
     /// The shell
-    pub(crate) shell: clap_complete::Shell,
+    pub(crate) shell: CompletionShell,
+}
+
+/// The shells km completes for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +156,7 @@ pub(crate) struct ListArgs {
 #[derive(Debug, Args)]
 pub(crate) struct DestroyArgs {
     /// The sandbox: ID, alias or list number
+    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// Destroy through the platform's management component; this machine's keys, Host entry
     /// and pin go once it reports the sandbox gone
@@ -163,12 +173,14 @@ pub(crate) struct DestroyArgs {
 #[derive(Debug, Args)]
 pub(crate) struct SandboxArg {
     /// The sandbox: ID, alias or list number
+    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
     pub(crate) sandbox: String,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct ProxyArgs {
     /// The sandbox: ID, alias or list number
+    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// Hand ssh a connected socket and exit at once (with `ProxyUseFdpass yes`): no km process
     /// stays alive for the connection
@@ -179,6 +191,7 @@ pub(crate) struct ProxyArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ShellArgs {
     /// The sandbox: ID, alias or list number
+    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// The command to run; without one, an interactive ssh session opens
     #[arg(last = true)]
@@ -205,6 +218,7 @@ pub(crate) enum VscodeCommand {
 #[derive(Debug, Args)]
 pub(crate) struct VscodeKeysArgs {
     /// The sandbox: ID, alias or list number
+    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// Print the keys as JSON
     #[arg(long)]
@@ -214,6 +228,7 @@ pub(crate) struct VscodeKeysArgs {
 #[derive(Debug, Args)]
 pub(crate) struct VscodeRevokeArgs {
     /// The sandbox: ID, alias or list number
+    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// The key: its fingerprint (`SHA256:…`, as `km vscode keys` shows it) or its operator
     pub(crate) key: String,
@@ -225,6 +240,7 @@ pub(crate) struct VscodeRevokeArgs {
 #[derive(Debug, Args)]
 pub(crate) struct VscodeStartArgs {
     /// The sandbox: ID, alias or list number
+    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// The local port VS Code connects to
     #[arg(long, default_value_t = 2222, value_parser = clap::value_parser!(u16).range(1..))]
@@ -238,6 +254,7 @@ pub(crate) struct VscodeStartArgs {
 #[derive(Debug, Args)]
 pub(crate) struct VscodeOpenArgs {
     /// The sandbox: ID, alias or list number
+    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// The folder to open, as a path inside the sandbox (default: its workspace)
     #[arg(long)]
@@ -250,6 +267,7 @@ pub(crate) struct VscodeOpenArgs {
 #[derive(Debug, Args)]
 pub(crate) struct VscodeStatusArgs {
     /// The sandbox: ID, alias or list number
+    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// Print the checks as JSON
     #[arg(long)]
@@ -259,6 +277,7 @@ pub(crate) struct VscodeStatusArgs {
 #[derive(Debug, Args)]
 pub(crate) struct VscodeRekeyArgs {
     /// The sandbox: ID, alias or list number
+    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// Rekey even when the sandbox is locked
     #[arg(long)]
@@ -271,6 +290,7 @@ pub(crate) struct VscodeRekeyArgs {
 #[derive(Debug, Args)]
 pub(crate) struct AgentArgs {
     /// The sandbox this agent serves (shown by `ps`)
+    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// The sandbox directory
     #[arg(long)]

@@ -23,6 +23,10 @@ use clap::Parser;
 
 /// Runs km with the process's arguments and environment.
 pub fn run() -> ExitCode {
+    // A shell asking what completes the command line (COMPLETE=<shell>) is answered, then km exits.
+    clap_complete::CompleteEnv::with_factory(<cli::Cli as clap::CommandFactory>::command)
+        .var(commands::COMPLETE_VAR)
+        .complete();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -392,6 +392,10 @@ pub(crate) fn create_remote(
     profile: &Profile,
     alias: Option<Alias>,
 ) -> CommandResult<ExitCode> {
+    if crate::platforms::uses_aws(context)? {
+        return Err(crate::platforms::aws_manager_missing("km create --remote")
+            .hint(format!("km create {} (without --remote)", args.profile.display())));
+    }
     let layout = Layout::of(context);
     // Checked before anything is made: a stale manager would boot a sandbox without the key.
     usable_manager(&layout, CreateRequest::FIELDS)?;
@@ -489,6 +493,10 @@ pub(crate) fn destroy_remote(
     args: &DestroyArgs,
     id: &SandboxId,
 ) -> CommandResult<ExitCode> {
+    if crate::platforms::uses_aws(context)? {
+        return Err(crate::platforms::aws_manager_missing("km destroy --remote")
+            .hint(format!("km destroy {id} --yes (without --remote)")));
+    }
     let layout = Layout::of(context);
     usable_manager(&layout, &[])?;
     let request_id = request_id(id, "destroy");

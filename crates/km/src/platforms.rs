@@ -98,7 +98,25 @@ pub(crate) fn init_aws(
     context: &Context,
     args: &crate::cli::InitArgs,
 ) -> CommandResult<std::process::ExitCode> {
+    if args.sidecars {
+        return Err(aws_manager_missing("km init --aws --sidecars")
+            .hint("leave --sidecars out: km init --aws --region <region> …"));
+    }
     aws::init(context, args)
+}
+
+/// The AWS platform's management component (a Lambda function fed from S3) is designed but not
+/// built: asking for it fails before anything changes.
+pub(crate) fn aws_manager_missing(what: &str) -> CommandError {
+    CommandError::user(format!(
+        "{what}: the AWS platform's management component (a Lambda function) is not part of this km; nothing was changed"
+    ))
+    .cause("its design is in docs/aws-management.md")
+}
+
+/// Whether this machine's records live on the AWS platform.
+pub(crate) fn uses_aws(context: &Context) -> CommandResult<bool> {
+    Ok(Settings::load(context)?.platform == PlatformChoice::Aws)
 }
 
 #[cfg(not(feature = "aws"))]

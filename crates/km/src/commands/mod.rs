@@ -52,6 +52,8 @@ pub(crate) fn completions(args: &crate::cli::CompletionsArgs) -> CommandResult<E
     completions::completions(args)
 }
 
+pub(crate) use completions::{COMPLETE_VAR, sandbox_candidates};
+
 pub(crate) fn man() -> CommandResult<ExitCode> {
     completions::man()
 }

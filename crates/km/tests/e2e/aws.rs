@@ -924,3 +924,33 @@ fn two_operators_share_a_sandbox_each_rekeying_without_locking_out_the_other() {
     );
     alice.ok(&["destroy", &id, "--yes"]);
 }
+
+#[test]
+fn the_aws_management_component_is_refused_loudly_and_changes_nothing() {
+    let aws = Aws::new();
+    let settings = std::fs::read(aws.env.home().join(".km/config.json")).unwrap();
+    let stderr = aws.fails(&[
+        "init",
+        "--aws",
+        "--region",
+        "eu-west-1",
+        "--sidecars",
+    ]);
+    assert!(
+        stderr.contains("management component") && stderr.contains("docs/aws-management.md"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(aws.env.home().join(".km/config.json")).unwrap(),
+        settings,
+        "the settings are as they were"
+    );
+    let profile = repo_profile("ec2");
+    let stderr = aws.fails(&["create", profile.to_str().unwrap(), "--remote"]);
+    assert!(stderr.contains("not part of this km"), "{stderr}");
+    assert!(aws.list().is_empty());
+    let keys: Vec<_> = std::fs::read_dir(aws.env.home().join(".km/keys"))
+        .unwrap()
+        .collect();
+    assert!(keys.is_empty(), "no key was made");
+}

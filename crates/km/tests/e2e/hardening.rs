@@ -331,18 +331,20 @@ fn closed_pipes_missing_home_and_flags_that_do_nothing_yet() {
         "an I/O error names its file: {stderr}"
     );
 
-    for args in [
-        vec!["init", "--sidecars"],
-        vec!["destroy", "anything", "--remote", "--yes"],
-        vec![
-            "create",
-            repo_profile("default").to_str().unwrap(),
-            "--remote",
-        ],
-    ] {
-        let stderr = env.fails(&args);
-        assert!(stderr.contains("not available yet"), "{args:?}: {stderr}");
-    }
+    // --remote never succeeds having done nothing: without a management component it fails
+    // loudly, naming the command that installs one.
+    let stderr = env.fails(&[
+        "create",
+        repo_profile("default").to_str().unwrap(),
+        "--remote",
+    ]);
+    assert!(
+        stderr.contains("no management component is installed")
+            && stderr.contains("km init --sidecars"),
+        "{stderr}"
+    );
+    let stderr = env.fails(&["destroy", "anything", "--remote", "--yes"]);
+    assert!(stderr.contains("anything"), "{stderr}");
     assert!(env.list_json().is_empty());
 }
 

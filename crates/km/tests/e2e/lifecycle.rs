@@ -392,22 +392,45 @@ fn a_build_without_aws_says_how_to_get_one() {
 }
 
 #[test]
-fn completions_and_the_man_page_come_from_the_command_line_definition() {
-    let env = TestEnv::new();
+fn completions_come_from_the_command_line_and_the_sandbox_list_and_the_man_page_too() {
+    let mut env = TestEnv::new();
+    let id = env.create("default", Some("web-dev"));
     let bash = env.ok(&["completions", "bash"]);
-    assert!(bash.contains("vscode") && bash.contains("rekey"), "{bash}");
     let checked = std::process::Command::new("bash")
         .args(["-n", "-c", &bash])
         .status()
         .unwrap();
     assert!(checked.success(), "bash accepts the script");
+    // What bash offers at the cursor, through the script km printed, with this km as `km`.
+    let complete = |words: &str| -> String {
+        let script = format!(
+            "km() {{ {KM:?} \"$@\"; }}\n{bash}\nCOMP_WORDS=({words}); COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))\n\
+             COMP_TYPE=9 _clap_complete_km km \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            KM = crate::support::KM
+        );
+        let output = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .env("HOME", env.home())
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(complete("km vscode re").lines().any(|l| l.trim() == "rekey"), "{}", complete("km vscode re"));
+    let sandboxes = complete("km vscode status ''");
+    assert!(
+        sandboxes.lines().any(|l| l.trim() == id) && sandboxes.lines().any(|l| l.trim() == "web-dev"),
+        "{sandboxes}"
+    );
+    assert!(complete("km vscode start web-dev --lo").contains("--local-port"));
     for shell in ["zsh", "fish"] {
         assert!(
-            env.ok(&["completions", shell]).contains("local-port"),
+            env.ok(&["completions", shell]).contains("COMPLETE"),
             "{shell}"
         );
     }
     let page = env.ok(&["man"]);
     assert!(page.contains(".TH km 1"), "{page}");
     assert!(page.contains("vscode"));
+    env.destroy(&id);
 }
