@@ -393,8 +393,12 @@ pub(crate) fn create_remote(
     alias: Option<Alias>,
 ) -> CommandResult<ExitCode> {
     if crate::platforms::uses_aws(context)? {
-        return Err(crate::platforms::aws_manager_missing("km create --remote")
-            .hint(format!("km create {} (without --remote)", args.profile.display())));
+        return Err(
+            crate::platforms::aws_manager_missing("km create --remote").hint(format!(
+                "km create {} (without --remote)",
+                args.profile.display()
+            )),
+        );
     }
     let layout = Layout::of(context);
     // Checked before anything is made: a stale manager would boot a sandbox without the key.

@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use clap_complete::engine::CompletionCandidate;
 use clap_complete::env::{Bash, EnvCompleter, Fish, Zsh};
 
-use crate::cli::{CompletionShell, CompletionsArgs};
+use clap::CommandFactory;
+
+use crate::cli::{Cli, CompletionShell, CompletionsArgs};
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 

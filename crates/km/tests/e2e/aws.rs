@@ -929,13 +929,7 @@ fn two_operators_share_a_sandbox_each_rekeying_without_locking_out_the_other() {
 fn the_aws_management_component_is_refused_loudly_and_changes_nothing() {
     let aws = Aws::new();
     let settings = std::fs::read(aws.env.home().join(".km/config.json")).unwrap();
-    let stderr = aws.fails(&[
-        "init",
-        "--aws",
-        "--region",
-        "eu-west-1",
-        "--sidecars",
-    ]);
+    let stderr = aws.fails(&["init", "--aws", "--region", "eu-west-1", "--sidecars"]);
     assert!(
         stderr.contains("management component") && stderr.contains("docs/aws-management.md"),
         "{stderr}"

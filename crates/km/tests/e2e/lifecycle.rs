@@ -416,10 +416,17 @@ fn completions_come_from_the_command_line_and_the_sandbox_list_and_the_man_page_
             .unwrap();
         String::from_utf8(output.stdout).unwrap()
     };
-    assert!(complete("km vscode re").lines().any(|l| l.trim() == "rekey"), "{}", complete("km vscode re"));
+    assert!(
+        complete("km vscode re")
+            .lines()
+            .any(|l| l.trim() == "rekey"),
+        "{}",
+        complete("km vscode re")
+    );
     let sandboxes = complete("km vscode status ''");
     assert!(
-        sandboxes.lines().any(|l| l.trim() == id) && sandboxes.lines().any(|l| l.trim() == "web-dev"),
+        sandboxes.lines().any(|l| l.trim() == id)
+            && sandboxes.lines().any(|l| l.trim() == "web-dev"),
         "{sandboxes}"
     );
     assert!(complete("km vscode start web-dev --lo").contains("--local-port"));
