@@ -4,7 +4,8 @@
 //! userdata, runs scripts over its authenticated command channel (the local agent, or SSM
 //! SendCommand), and opens streams to the sandbox's sshd.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use crate::id::{Alias, SandboxId};
@@ -105,6 +106,11 @@ pub trait Platform: Send + Sync {
         record: &SandboxRecord,
         fds: &[RawFd],
     ) -> Result<Box<dyn StreamSession>, PlatformError>;
+    /// A connection to a fresh sshd session in the sandbox, for a caller that hands it on
+    /// (ssh's `ProxyUseFdpass`) and exits. Only for platforms whose streams outlive the caller.
+    fn ready_stream(&self, record: &SandboxRecord) -> Result<OwnedFd, PlatformError> {
+        stream_over_socket_pair(self, record)
+    }
     /// A shell condition, run in the sandbox, that succeeds when sshd can serve.
     fn sshd_check(&self) -> String;
     /// Where the sandbox's host public key is, inside the sandbox, as one shell word (quoted
@@ -127,4 +133,16 @@ pub trait Platform: Send + Sync {
     ) -> Result<Option<std::process::Command>, PlatformError> {
         Ok(None)
     }
+}
+
+/// A socket pair whose one end goes to [`Platform::open_stream`]; returns the other end.
+pub fn stream_over_socket_pair<P: Platform + ?Sized>(
+    platform: &P,
+    record: &SandboxRecord,
+) -> Result<OwnedFd, PlatformError> {
+    let (ours, theirs) = UnixStream::pair()
+        .map_err(|e| PlatformError::Channel(format!("cannot make a socket pair: {e}")))?;
+    // The session handle is dropped unwaited: the sandbox's sshd owns `theirs` now.
+    let _session = platform.open_stream(record, &[theirs.as_raw_fd()])?;
+    Ok(OwnedFd::from(ours))
 }

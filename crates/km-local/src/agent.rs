@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 
@@ -72,7 +72,21 @@ struct Agent {
     /// Children whose exit status a thread is waiting for; the reaper leaves them alone.
     managed: Mutex<HashSet<i32>>,
     stopping: AtomicBool,
+    /// An sshd already started for the next `connect`, while it is fresh.
+    spare: Mutex<Option<Spare>>,
 }
+
+/// A running `sshd -i` on one end of a socket pair, waiting to be handed out.
+struct Spare {
+    /// The other end: what the next `connect` hands to ssh.
+    ours: OwnedFd,
+    pid: u32,
+    born: Instant,
+}
+
+/// How old a spare sshd may be when handed out: the client must keep most of its login grace
+/// time, which sshd counts from its own start.
+const SPARE_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// Runs the agent for the sandbox in `sandbox_dir` until it is told to stop.
 pub fn run_agent(sandbox_dir: &Path) -> io::Result<()> {
@@ -103,6 +117,7 @@ pub fn run_agent(sandbox_dir: &Path) -> io::Result<()> {
         next_session: std::sync::atomic::AtomicU64::new(0),
         managed: Mutex::new(HashSet::new()),
         stopping: AtomicBool::new(false),
+        spare: Mutex::new(None),
     };
     agent.first_boot();
     match agent.prepare_sshd() {
@@ -213,7 +228,7 @@ impl Agent {
         Err(said.trim().lines().take(3).collect::<Vec<_>>().join(" | "))
     }
 
-    fn serve(&self, connection: UnixStream) {
+    fn serve(self: &Arc<Self>, connection: UnixStream) {
         let reply = |reply: &Reply| {
             let _ = send_frame(&connection, reply, &[]);
         };
@@ -265,6 +280,7 @@ impl Agent {
             }
             Request::Run { script } => self.run_attached(&connection, &script, frame.fds),
             Request::Stream { port } => self.stream(&connection, port, frame.fds),
+            Request::Connect { port } => self.connect(&connection, port),
             Request::Shutdown => {
                 reply(&Reply::ShuttingDown);
                 self.stop_and_exit();
@@ -446,21 +462,61 @@ impl Agent {
         });
     }
 
+    /// Why this sandbox cannot serve an ssh stream to `port` now, if it cannot.
+    fn refuse_stream(&self, port: u16) -> Option<Reply> {
+        if port != 22 {
+            return Some(Reply::Error {
+                message: format!("port {port} is not served; the agent streams to sshd on 22"),
+            });
+        }
+        if !self.sshd_ok {
+            return Some(Reply::Error {
+                message: "sshd is not available in this sandbox".into(),
+            });
+        }
+        None
+    }
+
+    /// Starts `sshd -i` on `input` and `output`, counted as a starting session.
+    fn start_sshd(&self, input: OwnedFd, output: OwnedFd) -> Result<(Child, u64), Reply> {
+        let Some(session) = self.admit_session() else {
+            return Err(Reply::Error {
+                message: format!(
+                    "{MAX_STARTING_SESSIONS} connections are already logging in to this sandbox; this one was closed (idle ones are dropped after {}s)",
+                    LOGIN_GRACE.as_secs()
+                ),
+            });
+        };
+        let mut command = Command::new(&self.config.tools.sshd);
+        command
+            .arg("-i")
+            .arg("-f")
+            .arg(self.layout.sshd_config())
+            .arg("-E")
+            .arg(self.layout.sshd_log())
+            .env_clear()
+            .env("PATH", &self.config.path)
+            .stdin(Stdio::from(input))
+            .stdout(Stdio::from(output))
+            .stderr(Stdio::null());
+        // `command` owns the only copies of the passed descriptors; dropping it after spawn
+        // leaves sshd as their sole holder, so the connection closes exactly when sshd exits.
+        let spawned = self.spawn_managed(&mut command);
+        drop(command);
+        spawned.map(|child| (child, session)).map_err(|e| {
+            self.end_session(session);
+            Reply::Error {
+                message: format!("cannot start sshd: {e}"),
+            }
+        })
+    }
+
     fn stream(&self, connection: &UnixStream, port: u16, mut fds: Vec<OwnedFd>) {
         let reply = |reply: &Reply| {
             let _ = send_frame(connection, reply, &[]);
         };
-        if port != 22 {
-            reply(&Reply::Error {
-                message: format!("port {port} is not served; the agent streams to sshd on 22"),
-            });
-            return;
-        }
-        if !self.sshd_ok {
-            reply(&Reply::Error {
-                message: "sshd is not available in this sandbox".into(),
-            });
-            return;
+        if let Some(refusal) = self.refuse_stream(port) {
+            return reply(&refusal);
         }
         if fds.is_empty() || fds.len() > 2 {
             reply(&Reply::Error {
@@ -479,46 +535,83 @@ impl Agent {
             });
             return;
         };
-        let Some(session) = self.admit_session() else {
-            reply(&Reply::Error {
-                message: format!(
-                    "{MAX_STARTING_SESSIONS} connections are already logging in to this sandbox; this one was closed (idle ones are dropped after {}s)",
-                    LOGIN_GRACE.as_secs()
-                ),
-            });
-            return;
-        };
-        let mut command = Command::new(&self.config.tools.sshd);
-        command
-            .arg("-i")
-            .arg("-f")
-            .arg(self.layout.sshd_config())
-            .arg("-E")
-            .arg(self.layout.sshd_log())
-            .env_clear()
-            .env("PATH", &self.config.path)
-            .stdin(Stdio::from(input))
-            .stdout(Stdio::from(output))
-            .stderr(Stdio::null());
-        // `command` owns the only copies of the passed descriptors; dropping it after spawn
-        // leaves sshd as their sole holder, so the connection closes exactly when sshd exits.
-        let spawned = self.spawn_managed(&mut command);
-        drop(command);
-        match spawned {
-            Ok(mut child) => {
+        match self.start_sshd(input, output) {
+            Ok((mut child, session)) => {
                 reply(&Reply::StreamStarted);
                 let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(-1);
                 self.unmanage(child.id());
                 self.end_session(session);
                 reply(&Reply::StreamEnded { exit_code: code });
             }
-            Err(e) => {
-                self.end_session(session);
-                reply(&Reply::Error {
-                    message: format!("cannot start sshd: {e}"),
-                });
-            }
+            Err(refusal) => reply(&refusal),
         }
+    }
+
+    /// Hands the caller a connection to an sshd that is already running: the spare one when
+    /// it is fresh, else a new one; then starts the next spare, since connections come in
+    /// bursts (VS Code opens several at once). A spare nobody takes dies at the end of its
+    /// login grace time and is not replaced, so an idle sandbox runs no sshd at all.
+    fn connect(self: &Arc<Self>, connection: &UnixStream, port: u16) {
+        let reply = |reply: &Reply, fds: &[RawFd]| {
+            let _ = send_frame(connection, reply, fds);
+        };
+        if let Some(refusal) = self.refuse_stream(port) {
+            return reply(&refusal, &[]);
+        }
+        // A spare too close to its login deadline is dropped; closing its socket ends it.
+        let spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .filter(|spare| spare.born.elapsed() < SPARE_MAX_AGE);
+        let spare = match spare {
+            Some(spare) => spare,
+            None => match self.spawn_spare() {
+                Ok(spare) => spare,
+                Err(refusal) => return reply(&refusal, &[]),
+            },
+        };
+        reply(&Reply::Connected, &[spare.ours.as_raw_fd()]);
+        drop(spare);
+        let agent = Arc::clone(self);
+        thread::spawn(move || {
+            if let Ok(next) = agent.spawn_spare() {
+                let replaced = agent
+                    .spare
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .replace(next);
+                drop(replaced);
+            }
+        });
+    }
+
+    /// Starts an sshd on one end of a new socket pair and keeps the other end.
+    fn spawn_spare(self: &Arc<Self>) -> Result<Spare, Reply> {
+        let broken = |e: io::Error| Reply::Error {
+            message: format!("cannot make a socket pair for sshd: {e}"),
+        };
+        let (ours, theirs) = UnixStream::pair().map_err(broken)?;
+        let theirs = OwnedFd::from(theirs);
+        let output = theirs.try_clone().map_err(broken)?;
+        let (mut child, session) = self.start_sshd(theirs, output)?;
+        let pid = child.id();
+        let agent = Arc::clone(self);
+        thread::spawn(move || {
+            let _ = child.wait();
+            agent.unmanage(pid);
+            agent.end_session(session);
+            let mut spare = agent.spare.lock().unwrap_or_else(|e| e.into_inner());
+            if spare.as_ref().is_some_and(|s| s.pid == pid) {
+                *spare = None;
+            }
+        });
+        Ok(Spare {
+            ours: OwnedFd::from(ours),
+            pid,
+            born: Instant::now(),
+        })
     }
 
     /// Counts a new ssh session in, unless [`MAX_STARTING_SESSIONS`] are still within their

@@ -1,12 +1,14 @@
 //! The client side of the agent channel.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::protocol::{Envelope, PROTOCOL_VERSION, Reply, Request, recv_reply, send_frame};
+use crate::protocol::{
+    Envelope, MAX_REPLY_BYTES, PROTOCOL_VERSION, Reply, Request, recv_frame, recv_reply, send_frame,
+};
 
 /// Talks to one sandbox's agent over its Unix socket.
 #[derive(Debug, Clone)]
@@ -75,6 +77,29 @@ impl AgentClient {
             (control, Reply::StreamStarted) => Ok(control),
             (_, Reply::Error { message }) => Err(io::Error::other(message)),
             (_, other) => Err(io::Error::other(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// A connection to a running `sshd -i` of the sandbox, ready for an ssh client.
+    pub fn connect(&self) -> io::Result<OwnedFd> {
+        let stream = UnixStream::connect(&self.socket)?;
+        let envelope = Envelope {
+            v: PROTOCOL_VERSION,
+            request: Request::Connect { port: 22 },
+        };
+        send_frame(&stream, &envelope, &[])?;
+        let frame = recv_frame(&stream, MAX_REPLY_BYTES)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the agent closed the connection",
+            )
+        })?;
+        let reply: Reply = serde_json::from_slice(frame.body.as_deref().unwrap_or_default())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        match (reply, frame.fds) {
+            (Reply::Connected, mut fds) if fds.len() == 1 => Ok(fds.remove(0)),
+            (Reply::Error { message }, _) => Err(io::Error::other(message)),
+            (other, _) => Err(io::Error::other(format!("unexpected reply {other:?}"))),
         }
     }
 

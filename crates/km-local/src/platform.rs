@@ -3,7 +3,7 @@
 //! Not an isolation boundary: sshd and every session run as the operator's own user.
 
 use std::fs;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -349,6 +349,17 @@ impl Platform for LocalPlatform {
             return Err(PlatformError::NotRunning(record.id.clone()));
         }
         client.run(script, stdio).map_err(channel)
+    }
+
+    fn ready_stream(&self, record: &SandboxRecord) -> Result<OwnedFd, PlatformError> {
+        let client = self.client(&record.id);
+        if !client.is_listening() {
+            return Err(PlatformError::NotRunning(record.id.clone()));
+        }
+        // An agent started by an older km does not know `connect`: hand it a socket instead.
+        client
+            .connect()
+            .or_else(|_| km_core::platform::stream_over_socket_pair(self, record))
     }
 
     fn open_stream(

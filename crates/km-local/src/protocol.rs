@@ -47,6 +47,12 @@ pub enum Request {
         /// The sandbox port; the agent serves 22.
         port: u16,
     },
+    /// Hand back one end of a socket pair whose other end a running `sshd -i` already serves
+    /// (for `km proxy --fdpass`): sshd's start-up happened before the caller asked.
+    Connect {
+        /// The sandbox port; the agent serves 22.
+        port: u16,
+    },
     /// Report boot and sshd state.
     Status,
     /// Stop every process of the sandbox and exit.
@@ -106,6 +112,8 @@ pub enum Reply {
         /// Its exit code, or 128 + the signal that killed it, as a shell reports it.
         exit_code: i32,
     },
+    /// The attached descriptor is a connection to a running sshd (the reply to `connect`).
+    Connected,
     /// sshd now owns the passed connection.
     StreamStarted,
     /// That sshd exited.

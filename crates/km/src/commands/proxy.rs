@@ -2,13 +2,13 @@
 //!
 //! Plain form: this process's own stdin and stdout are handed to the sandbox's sshd; no byte
 //! passes through it, and it only waits so that ssh sees it live for as long as the session is.
-//! `--fdpass` form (ssh's `ProxyUseFdpass yes`): a socket pair is made, one end goes to the
-//! sandbox's sshd and the other to ssh over its stdout, and km exits at once, so no km process
-//! lives on per connection and ssh talks to sshd over a Unix socket with no TCP delays.
+//! `--fdpass` form (ssh's `ProxyUseFdpass yes`): km asks the platform for a connection to an
+//! sshd session (on the local platform, one the agent started ahead of time, so sshd's start-up
+//! is not on the login's path), hands it to ssh over its stdout and exits at once: no km
+//! process lives on per connection, and ssh talks to sshd over a Unix socket with no TCP delays.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -43,11 +43,7 @@ pub(crate) fn run(context: &Context, args: &ProxyArgs) -> CommandResult<ExitCode
                 record.id
             )));
         }
-        let (ours, theirs) = UnixStream::pair()
-            .map_err(|e| CommandError::user("cannot make a socket pair").cause(e))?;
-        // The session handle is dropped unwaited: the sandbox's sshd owns `theirs` now.
-        let _session = platform.open_stream(&record, &[theirs.as_raw_fd()])?;
-        drop(theirs);
+        let ours = platform.ready_stream(&record)?;
         pass_descriptor(std::io::stdout().as_raw_fd(), ours.as_raw_fd()).map_err(|e| {
             CommandError::user("cannot hand the connection to ssh")
                 .cause(e)

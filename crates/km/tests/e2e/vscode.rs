@@ -622,3 +622,49 @@ fn keys_lists_this_machines_key_and_revoke_ends_its_sessions_until_a_rekey() {
     assert!(succeeds(env.ssh_via_proxy(&id, &env.key(&id)).arg("true")));
     env.destroy(&id);
 }
+
+/// The sshd processes a sandbox's agent started (sshd rewrites its command line once it runs,
+/// so they are found by parent and name).
+fn sshds_of_agent(env: &TestEnv, id: &str) -> usize {
+    let agent =
+        std::fs::read_to_string(env.home().join(format!(".km/sandboxes/{id}/run/agent.pid")))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            status.lines().any(|l| l == "Name:\tsshd")
+                && status
+                    .lines()
+                    .any(|l| l.strip_prefix("PPid:").is_some_and(|p| p.trim() == agent))
+        })
+        .count()
+}
+
+#[test]
+fn proxy_mode_keeps_one_sshd_ready_during_a_burst_and_none_once_idle() {
+    let mut env = TestEnv::new();
+    let id = env.create("default", None);
+    env.ok(&["vscode", "start", &id, "--proxy"]);
+    let host = format!("km-{id}");
+    assert_eq!(sshds_of_agent(&env, &id), 0, "an idle sandbox runs no sshd");
+    for _ in 0..3 {
+        assert!(succeeds(env.ssh_config(&host).arg("true")));
+    }
+    // After a login, the next connection's sshd is already running, and only that one.
+    wait_until("one spare sshd", std::time::Duration::from_secs(5), || {
+        sshds_of_agent(&env, &id) == 1
+    });
+    // Unused, it ends with its login grace time (20 s) and is not replaced.
+    wait_until("no sshd at all", std::time::Duration::from_secs(30), || {
+        sshds_of_agent(&env, &id) == 0
+    });
+    assert!(
+        succeeds(env.ssh_config(&host).arg("true")),
+        "a cold login still works"
+    );
+    env.destroy(&id);
+}
