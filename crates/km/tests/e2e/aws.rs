@@ -625,6 +625,15 @@ fn the_vscode_workflow_runs_on_an_ec2_sandbox_through_ssm_with_real_ssh() {
         "a login works again after resume"
     );
 
+    // Proxy mode on EC2: the stdio form (an SSM session needs a live `aws`), no tunnel.
+    aws.ok(&["vscode", "start", "cloud-dev", "--proxy"]);
+    let entry = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        entry.contains(&format!("proxy {id}")) && !entry.contains("ProxyUseFdpass"),
+        "{entry}"
+    );
+    assert_eq!(stdout_of(aws.ssh(&host).arg("echo proxied")), "proxied\n");
+
     let instance = aws.instance_of(&id);
     aws.ok(&["destroy", "cloud-dev", "--yes"]);
     assert_eq!(aws.describe("us-east-1", &id)[0]["state"], "terminated");
