@@ -231,6 +231,29 @@ impl Ec2Platform {
             .ok_or_else(|| AwsFailure::Other("RunInstances returned no instance".into()))
     }
 
+    /// Terminates an instance whose create failed (no record will point at it) and says how
+    /// that went, after why it failed.
+    async fn abandon(
+        ec2: &Client,
+        instance_id: &str,
+        region: &str,
+        failure: &dyn std::fmt::Display,
+    ) -> PlatformError {
+        let cleanup = ec2
+            .terminate_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await;
+        let left = match cleanup {
+            Ok(_) => "it was terminated".to_owned(),
+            Err(e) => format!(
+                "terminating it failed too ({}); terminate {instance_id} in {region} by hand",
+                AwsFailure::from_sdk(e)
+            ),
+        };
+        PlatformError::Boot(format!("{failure}; {left}"))
+    }
+
     /// Waits until SSM reaches the instance and its userdata has finished first boot.
     async fn wait_first_boot(
         ssm: &aws_sdk_ssm::Client,
@@ -347,20 +370,7 @@ impl Platform for Ec2Platform {
             if let Err(failure) =
                 Self::wait_for(&ec2, &instance_id, InstanceStateName::Running).await
             {
-                // Never leave an instance behind that no record points at.
-                let cleanup = ec2
-                    .terminate_instances()
-                    .instance_ids(&instance_id)
-                    .send()
-                    .await;
-                let left = match cleanup {
-                    Ok(_) => "it was terminated".to_owned(),
-                    Err(e) => format!(
-                        "terminating it failed too ({}); terminate {instance_id} in {region} by hand",
-                        AwsFailure::from_sdk(e)
-                    ),
-                };
-                return Err(PlatformError::Boot(format!("{failure}; {left}")));
+                return Err(Self::abandon(&ec2, &instance_id, &region, &failure).await);
             }
             let target = ssm_command::Target {
                 instance_id: &instance_id,
@@ -368,19 +378,7 @@ impl Platform for Ec2Platform {
                 sandbox: &request.id,
             };
             if let Err(failure) = Self::wait_first_boot(&ssm, target).await {
-                let cleanup = ec2
-                    .terminate_instances()
-                    .instance_ids(&instance_id)
-                    .send()
-                    .await;
-                let left = match cleanup {
-                    Ok(_) => "it was terminated".to_owned(),
-                    Err(e) => format!(
-                        "terminating it failed too ({}); terminate {instance_id} in {region} by hand",
-                        AwsFailure::from_sdk(e)
-                    ),
-                };
-                return Err(PlatformError::Boot(format!("{failure}; {left}")));
+                return Err(Self::abandon(&ec2, &instance_id, &region, &failure).await);
             }
             Ok(serde_json::json!(Placement {
                 instance_id,

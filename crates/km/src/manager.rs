@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use km_core::atomic_file::{FileLock, ensure_private_dir, write_atomic};
 use km_core::id::{Alias, SandboxId};
-use km_core::keys::KeyPair;
 use km_core::profile::{Profile, SearchPath, load_profile};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -405,18 +404,7 @@ pub(crate) fn create_remote(
     usable_manager(&layout, CreateRequest::FIELDS)?;
     let id = SandboxId::generate(&profile.prefix).map_err(|e| CommandError::user(e.to_string()))?;
     let public_line = if profile.vscode_enabled {
-        let pair = KeyPair::generate(&id.operator_key_comment(&context.operator()?))
-            .map_err(|e| CommandError::user(e.to_string()))?;
-        pair.write(
-            &context.paths.private_key(&id),
-            &context.paths.public_key(&id),
-        )
-        .map_err(|e| CommandError::user(format!("cannot write the keypair for {id}")).cause(e))?;
-        ui::status(&format!("✓ Keypair generated ({})", pair.fingerprint()));
-        Some(
-            pair.public_line()
-                .map_err(|e| CommandError::user(e.to_string()))?,
-        )
+        Some(crate::commands::create::make_operator_key(context, &id)?.1)
     } else {
         None
     };

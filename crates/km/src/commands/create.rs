@@ -135,6 +135,26 @@ pub(crate) fn make(context: &Context, plan: &Plan<'_>, maker: &Maker) -> Command
     }
 }
 
+/// Makes this operator's keypair for `id` in `~/.km/keys`; returns its fingerprint and public
+/// line.
+pub(crate) fn make_operator_key(
+    context: &Context,
+    id: &SandboxId,
+) -> CommandResult<(String, String)> {
+    let pair = KeyPair::generate(&id.operator_key_comment(&context.operator()?))
+        .map_err(|e| CommandError::user(e.to_string()))?;
+    pair.write(
+        &context.paths.private_key(id),
+        &context.paths.public_key(id),
+    )
+    .map_err(|e| CommandError::user(format!("cannot write the keypair for {id}")).cause(e))?;
+    ui::status(&format!("✓ Keypair generated ({})", pair.fingerprint()));
+    let line = pair
+        .public_line()
+        .map_err(|e| CommandError::user(e.to_string()))?;
+    Ok((pair.fingerprint(), line))
+}
+
 /// Removes everything `build` may have made, and says truthfully what it could not remove.
 fn roll_back(
     context: &Context,
@@ -224,19 +244,9 @@ fn build(
         }
         public_line.clone().filter(|_| vscode_enabled)
     } else if vscode_enabled {
-        let pair = KeyPair::generate(&id.operator_key_comment(&context.operator()?))
-            .map_err(|e| CommandError::user(e.to_string()))?;
-        pair.write(
-            &context.paths.private_key(id),
-            &context.paths.public_key(id),
-        )
-        .map_err(|e| CommandError::user(format!("cannot write the keypair for {id}")).cause(e))?;
-        store.set_key_fingerprint(id, Some(&pair.fingerprint()))?;
-        ui::status(&format!("✓ Keypair generated ({})", pair.fingerprint()));
-        Some(
-            pair.public_line()
-                .map_err(|e| CommandError::user(e.to_string()))?,
-        )
+        let (fingerprint, line) = make_operator_key(context, id)?;
+        store.set_key_fingerprint(id, Some(&fingerprint))?;
+        Some(line)
     } else {
         None
     };

@@ -417,30 +417,7 @@ fn an_unreachable_aws_is_a_clear_error_and_leaves_nothing_behind() {
 impl Aws {
     /// `km vscode start` in the background, in the simulator's environment.
     fn tunnel(&self, sandbox: &str) -> Tunnel {
-        let port = free_port();
-        let child = self
-            .command(&[
-                "vscode",
-                "start",
-                sandbox,
-                "--local-port",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let config = self.env.home().join(".ssh/config");
-        wait_until(
-            "the tunnel to become ready",
-            Duration::from_secs(60),
-            || {
-                std::fs::read_to_string(&config)
-                    .is_ok_and(|text| text.lines().any(|l| l.trim() == format!("Port {port}")))
-                    && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            },
-        );
-        Tunnel { child, port }
+        Tunnel::start_with(&self.env, sandbox, |command| self.sim.apply(command))
     }
 
     /// `ssh` through `km proxy` with `key`, in the simulator's environment.
@@ -598,14 +575,8 @@ fn the_vscode_workflow_runs_on_an_ec2_sandbox_through_ssm_with_real_ssh() {
     // Stop: the tunnel says so and ends; a login is refused with SSM's reason.
     aws.ok(&["stop", "cloud-dev"]);
     let mut tunnel = tunnel;
-    let mut ended = None;
-    wait_until("the tunnel to stop", Duration::from_secs(30), || {
-        ended = tunnel.child.try_wait().unwrap();
-        ended.is_some()
-    });
-    let mut said = String::new();
-    std::io::Read::read_to_string(tunnel.child.stderr.as_mut().unwrap(), &mut said).unwrap();
-    assert_eq!(ended.unwrap().code(), Some(1), "{said}");
+    let (code, said) = tunnel.ended(Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{said}");
     assert!(
         said.contains(&format!("sandbox {id} was stopped")),
         "{said}"
@@ -823,14 +794,8 @@ fn missing_tools_truncated_output_interrupts_and_expired_logins_are_reported() {
     let mut tunnel = aws.tunnel(&id);
     aws.sim.fault("expired-credentials");
     let _ = aws.ssh(&host).arg("true").output().unwrap();
-    let mut ended = None;
-    wait_until("the tunnel to give up", Duration::from_secs(20), || {
-        ended = tunnel.child.try_wait().unwrap();
-        ended.is_some()
-    });
-    let mut said = String::new();
-    std::io::Read::read_to_string(tunnel.child.stderr.as_mut().unwrap(), &mut said).unwrap();
-    assert_eq!(ended.unwrap().code(), Some(1), "{said}");
+    let (code, said) = tunnel.ended(Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{said}");
     assert!(
         said.contains("credentials expired") && said.contains("aws sso login"),
         "{said}"

@@ -20,6 +20,23 @@ fn assert_nothing_made(env: &TestEnv) {
     assert!(keys.is_empty(), "no key: {keys:?}");
 }
 
+/// Runs the installed manager over its queue, as km would, and returns the outcome it wrote
+/// for `request_id`.
+fn serve_queue(env: &TestEnv, request_id: &str) -> serde_json::Value {
+    let served = Command::new(platform_dir(env).join("km-manager"))
+        .args(["__manager", "serve"])
+        .env_clear()
+        .env("HOME", env.home())
+        .env("PATH", std::env::var("PATH").unwrap())
+        .output()
+        .unwrap();
+    assert!(served.status.success(), "{served:?}");
+    serde_json::from_slice(
+        &std::fs::read(platform_dir(env).join(format!("results/{request_id}.json"))).unwrap(),
+    )
+    .unwrap()
+}
+
 fn create_remote(env: &TestEnv, extra: &[&str]) -> std::process::Output {
     let profile = repo_profile("default");
     let mut args = vec!["create", profile.to_str().unwrap(), "--remote"];
@@ -131,18 +148,7 @@ fn an_older_manager_binary_is_refused_and_rejects_the_field_it_does_not_know() {
         .unwrap(),
     )
     .unwrap();
-    let served = Command::new(platform_dir(&env).join("km-manager"))
-        .args(["__manager", "serve"])
-        .env_clear()
-        .env("HOME", env.home())
-        .env("PATH", std::env::var("PATH").unwrap())
-        .output()
-        .unwrap();
-    assert!(served.status.success(), "{served:?}");
-    let outcome: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(platform_dir(&env).join(format!("results/{request_id}.json"))).unwrap(),
-    )
-    .unwrap();
+    let outcome = serve_queue(&env, request_id);
     assert_eq!(outcome["state"], "failed");
     assert!(
         outcome["error"]
@@ -231,18 +237,7 @@ fn the_manager_refuses_a_request_with_an_unknown_field_by_name() {
         br#"{"request_id":"destroy-sb-0123abcd-7","sandbox_id":"sb-0123abcd","force":false,"ttl":30}"#,
     )
     .unwrap();
-    let served = Command::new(platform_dir(&env).join("km-manager"))
-        .args(["__manager", "serve"])
-        .env_clear()
-        .env("HOME", env.home())
-        .env("PATH", std::env::var("PATH").unwrap())
-        .output()
-        .unwrap();
-    assert!(served.status.success(), "{served:?}");
-    let outcome: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(platform_dir(&env).join(format!("results/{request_id}.json"))).unwrap(),
-    )
-    .unwrap();
+    let outcome = serve_queue(&env, request_id);
     assert_eq!(outcome["state"], "failed");
     assert!(
         outcome["error"]

@@ -237,15 +237,25 @@ pub(crate) struct Tunnel {
 
 impl Tunnel {
     pub(crate) fn start(env: &TestEnv, sandbox: &str) -> Self {
+        Self::start_with(env, sandbox, |_| {})
+    }
+
+    /// Starts the tunnel with `adjust` applied to its command (an environment of its own).
+    pub(crate) fn start_with(
+        env: &TestEnv,
+        sandbox: &str,
+        adjust: impl FnOnce(&mut Command),
+    ) -> Self {
         let port = free_port();
-        let child = env
-            .command(&[
-                "vscode",
-                "start",
-                sandbox,
-                "--local-port",
-                &port.to_string(),
-            ])
+        let mut command = env.command(&[
+            "vscode",
+            "start",
+            sandbox,
+            "--local-port",
+            &port.to_string(),
+        ]);
+        adjust(&mut command);
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -254,7 +264,7 @@ impl Tunnel {
         let config = env.home().join(".ssh/config");
         wait_until(
             "the tunnel to become ready",
-            Duration::from_secs(10),
+            Duration::from_secs(60),
             || {
                 std::fs::read_to_string(&config)
                     .is_ok_and(|text| text.lines().any(|l| l.trim() == format!("Port {port}")))
@@ -262,6 +272,18 @@ impl Tunnel {
             },
         );
         Self { child, port }
+    }
+
+    /// Waits for the tunnel to end by itself; returns its exit code and what it printed.
+    pub(crate) fn ended(&mut self, limit: Duration) -> (Option<i32>, String) {
+        let mut ended = None;
+        wait_until("the tunnel to end", limit, || {
+            ended = self.child.try_wait().unwrap();
+            ended.is_some()
+        });
+        let mut said = String::new();
+        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut said).unwrap();
+        (ended.and_then(|status| status.code()), said)
     }
 
     pub(crate) fn interrupt(mut self) -> Output {

@@ -394,19 +394,8 @@ fn the_tunnel_stops_with_a_clear_message_when_the_sandbox_is_stopped() {
     let tunnel = Tunnel::start(&env, &id);
     env.ok(&["stop", &id]);
     let mut tunnel = tunnel;
-    let mut ended = None;
-    wait_until(
-        "the tunnel to stop",
-        std::time::Duration::from_secs(15),
-        || {
-            ended = tunnel.child.try_wait().unwrap();
-            ended.is_some()
-        },
-    );
-    let status = ended.unwrap();
-    assert_eq!(status.code(), Some(1));
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(tunnel.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let (code, stderr) = tunnel.ended(std::time::Duration::from_secs(15));
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!("sandbox {id} was stopped")),
         "{stderr}"

@@ -8,10 +8,10 @@ use km_core::remote_script::Probe;
 
 use crate::cli::VscodeKeysArgs;
 use crate::context::Context;
-use crate::error::{CommandError, CommandResult};
+use crate::error::CommandResult;
 use crate::ui;
 
-use super::{MachineKey, probe, problem_error, require_enabled};
+use super::{MachineKey, probe_running, problem_error, require_enabled};
 
 /// One line of the sandbox's `authorized_keys`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -64,12 +64,7 @@ pub(crate) fn run(context: &Context, args: &VscodeKeysArgs) -> CommandResult<Exi
     let record = context.resolve(store.as_ref(), &args.sandbox)?;
     require_enabled(&record)?;
     let id = &record.id;
-    let platform = context.platform_for(&record)?;
-    if !platform.is_running(&record) {
-        return Err(CommandError::user(format!("sandbox {id} is not running"))
-            .hint(format!("km resume {id}")));
-    }
-    let found = probe(platform.as_ref(), &record)?;
+    let found = probe_running(context, &record)?;
     if found.authorized_keys.is_none()
         && let Some(problem) = found.problem()
     {

@@ -82,6 +82,17 @@ fn ready_for_ssh(
     crate::key_rotation::settle(context, store, platform, record)
 }
 
+/// The probe of a sandbox that must be running (for `keys` and `revoke`).
+fn probe_running(context: &Context, record: &SandboxRecord) -> CommandResult<Probe> {
+    let id = &record.id;
+    let platform = context.platform_for(record)?;
+    if !platform.is_running(record) {
+        return Err(CommandError::user(format!("sandbox {id} is not running"))
+            .hint(format!("km resume {id}")));
+    }
+    probe(platform.as_ref(), record)
+}
+
 /// Runs the pre-flight probe over the command channel.
 fn probe(platform: &dyn Platform, record: &SandboxRecord) -> CommandResult<Probe> {
     let script = probe_script(&platform.sshd_check(), &platform.host_key_path(record));

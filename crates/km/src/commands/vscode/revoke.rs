@@ -12,7 +12,7 @@ use crate::error::{CommandError, CommandResult};
 use crate::ui;
 
 use super::keys::installed_keys;
-use super::{MachineKey, probe, require_enabled};
+use super::{MachineKey, probe_running, require_enabled};
 
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -22,11 +22,7 @@ pub(crate) fn run(context: &Context, args: &VscodeRevokeArgs) -> CommandResult<E
     require_enabled(&record)?;
     let id = &record.id;
     let platform = context.platform_for(&record)?;
-    if !platform.is_running(&record) {
-        return Err(CommandError::user(format!("sandbox {id} is not running"))
-            .hint(format!("km resume {id}")));
-    }
-    let found = probe(platform.as_ref(), &record)?;
+    let found = probe_running(context, &record)?;
     let keys = installed_keys(id, &found, &MachineKey::of(context, id)?);
     let chosen: Vec<_> = keys
         .iter()
