@@ -303,6 +303,9 @@ fn record_of(item: &Item) -> Option<SandboxRecord> {
     })
 }
 
+/// How often an insert that lost a transaction race is tried again.
+const CONFLICT_RETRIES: u64 = 5;
+
 impl SandboxStore for DynamoStore {
     fn insert(&self, new: &NewSandbox) -> Result<SandboxRecord, StoreError> {
         let number = self.next_number()?;
@@ -317,17 +320,32 @@ impl SandboxStore for DynamoStore {
             alias_claim.insert("pk".into(), s(alias_key(alias)));
             items.push(self.put_new(alias_claim)?);
         }
-        match self.transact(items) {
-            Ok(()) => {}
-            Err(AwsFailure::ConditionFailed(_)) => {
-                return Err(match &new.alias {
-                    Some(alias) if self.get_item(alias_key(alias))?.is_some() => {
-                        StoreError::AliasTaken(alias.clone())
+        // A transaction cancelled while no claim it conflicts with is visible yet lost a race
+        // with another one in flight (DynamoDB's TransactionConflict): try again, briefly.
+        let mut attempt = 0;
+        loop {
+            match self.transact(items.clone()) {
+                Ok(()) => break,
+                Err(AwsFailure::ConditionFailed(why)) => {
+                    if let Some(alias) = &new.alias
+                        && self.get_item(alias_key(alias))?.is_some()
+                    {
+                        return Err(StoreError::AliasTaken(alias.clone()));
                     }
-                    _ => StoreError::Exists(new.id.clone()),
-                });
+                    if self.get_item(sandbox_key(&new.id))?.is_some() {
+                        return Err(StoreError::Exists(new.id.clone()));
+                    }
+                    attempt += 1;
+                    if attempt == CONFLICT_RETRIES {
+                        return Err(StoreError::Backend(format!(
+                            "recording sandbox {} kept conflicting with other writes: {why}",
+                            new.id
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+                }
+                Err(other) => return Err(backend(other)),
             }
-            Err(other) => return Err(backend(other)),
         }
         self.get(&new.id)?.ok_or_else(|| {
             StoreError::Backend(format!(
