@@ -93,6 +93,12 @@ pub(crate) struct InitArgs {
     /// IAM instance profile that lets the SSM agent on a sandbox register
     #[arg(long, requires = "aws")]
     pub(crate) instance_profile: Option<String>,
+    /// With --aws --sidecars: the S3 bucket that keeps the management component's artifacts
+    #[arg(long, requires = "sidecars")]
+    pub(crate) artifact_bucket: Option<String>,
+    /// With --aws --sidecars: the Lambda function that runs the management component
+    #[arg(long, requires = "sidecars", default_value = "km-manager")]
+    pub(crate) manager_function: String,
     /// Your name on the keys you make (`km-<id>:<name>`), telling your key apart from other
     /// operators' on a shared sandbox (default: user@host; kept until changed)
     #[arg(long)]

@@ -8,6 +8,7 @@
 //! made when the manifest lacks a field the request carries, and the manager decodes requests
 //! strictly: an unknown field is an error written back to the request, never ignored.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -45,7 +46,7 @@ pub(crate) struct Manifest {
 
 impl Manifest {
     /// This build's manifest.
-    fn of_this_build(exe: &Path) -> CommandResult<Self> {
+    pub(crate) fn of_this_build(exe: &Path) -> CommandResult<Self> {
         Ok(Self {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             build_id: build_id(exe)?,
@@ -56,9 +57,41 @@ impl Manifest {
         })
     }
 
-    fn short(&self) -> String {
-        let hex = self.build_id.trim_start_matches("sha256:");
+    /// `km X (build abcdef012345)`.
+    pub(crate) fn short(&self) -> String {
+        let hex = self.hex();
         format!("km {} (build {})", self.version, &hex[..hex.len().min(12)])
+    }
+
+    /// The build ID's hex digits.
+    pub(crate) fn hex(&self) -> &str {
+        self.build_id.trim_start_matches("sha256:")
+    }
+
+    /// The manifest as a Lambda function's environment.
+    pub(crate) fn to_environment(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("KM_VERSION".to_owned(), self.version.clone()),
+            ("KM_BUILD_ID".to_owned(), self.build_id.clone()),
+            (
+                "KM_REQUEST_FIELDS".to_owned(),
+                self.request_fields.join(","),
+            ),
+        ])
+    }
+
+    /// The manifest a function's environment carries, if it carries one.
+    pub(crate) fn from_environment(environment: &BTreeMap<String, String>) -> Option<Self> {
+        Some(Self {
+            version: environment.get("KM_VERSION")?.clone(),
+            build_id: environment.get("KM_BUILD_ID")?.clone(),
+            request_fields: environment
+                .get("KM_REQUEST_FIELDS")?
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
     }
 }
 
@@ -230,29 +263,55 @@ pub(crate) fn report(context: &Context) {
         Some((manifest, _)) if manifest.build_id == this.build_id => {
             ui::status(&format!("✓ Management component is {}", manifest.short()));
         }
-        Some((manifest, _)) => {
-            let missing: Vec<_> = this
-                .request_fields
-                .iter()
-                .filter(|f| !manifest.request_fields.contains(f))
-                .cloned()
-                .collect();
-            let gap = if missing.is_empty() {
-                String::new()
-            } else {
-                format!(", does not know {}", missing.join(", "))
-            };
-            ui::warn(&format!(
-                "the management component is {}{gap}, not this {} — run: {SIDECARS}",
-                manifest.short(),
-                this.short()
-            ));
-        }
+        Some((manifest, _)) => report_difference(&manifest, &this, SIDECARS),
         None => ui::warn(&format!(
             "the management component under {} is damaged — run: {SIDECARS}",
             layout.dir.display()
         )),
     }
+}
+
+/// Warns that the manager `installed` is not this km (`this`), naming what it does not know.
+pub(crate) fn report_difference(installed: &Manifest, this: &Manifest, update: &str) {
+    if installed.build_id == this.build_id {
+        ui::status(&format!("✓ Management component is {}", installed.short()));
+        return;
+    }
+    let missing: Vec<_> = this
+        .request_fields
+        .iter()
+        .filter(|f| !installed.request_fields.contains(f))
+        .cloned()
+        .collect();
+    let gap = if missing.is_empty() {
+        String::new()
+    } else {
+        format!(", does not know {}", missing.join(", "))
+    };
+    ui::warn(&format!(
+        "the management component is {}{gap}, not this {} — run: {update}",
+        installed.short(),
+        this.short()
+    ));
+}
+
+/// Refuses a manager that does not decode every field in `fields`.
+fn knows_every_field(manifest: &Manifest, fields: &[&str], update: &str) -> CommandResult<()> {
+    let missing: Vec<&str> = fields
+        .iter()
+        .copied()
+        .filter(|f| !manifest.request_fields.iter().any(|known| known == f))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(CommandError::user(format!(
+        "management component is {} (does not know {}) — run: {update}",
+        manifest.short(),
+        missing.join(", ")
+    ))
+    .cause("a sandbox it made would not get your key, and ssh into it would fail")
+    .hint(update.to_owned()))
 }
 
 /// The installed manager, checked to understand every field in `fields`.
@@ -271,20 +330,7 @@ fn usable_manager(layout: &Layout, fields: &[&str]) -> CommandResult<Manifest> {
         .cause(e)
         .hint(SIDECARS)
     })?;
-    let missing: Vec<&str> = fields
-        .iter()
-        .copied()
-        .filter(|f| !manifest.request_fields.iter().any(|known| known == f))
-        .collect();
-    if !missing.is_empty() {
-        return Err(CommandError::user(format!(
-            "management component is {} (does not know {}) — run: {SIDECARS}",
-            manifest.short(),
-            missing.join(", ")
-        ))
-        .cause("a sandbox it made would not get your key, and ssh into it would fail")
-        .hint(SIDECARS));
-    }
+    knows_every_field(&manifest, fields, SIDECARS)?;
     match build_id(&layout.manager()) {
         Ok(id) if id == manifest.build_id => Ok(manifest),
         _ => Err(CommandError::user(format!(
@@ -384,6 +430,19 @@ fn request_id(id: &SandboxId, kind: &str) -> String {
     format!("{kind}-{id}-{nanos}")
 }
 
+/// How the AWS platform's manager is brought up to date.
+const AWS_SIDECARS: &str = "km init --aws --region <region> --sidecars --artifact-bucket <bucket>";
+
+/// The manager deployed on the AWS platform, checked to understand every field in `fields`.
+fn aws_manager_checked(context: &Context, fields: &[&str]) -> CommandResult<Manifest> {
+    let manifest = crate::platforms::aws_manager_manifest(context)?.ok_or_else(|| {
+        CommandError::user("no management component is deployed on the AWS platform")
+            .hint(AWS_SIDECARS)
+    })?;
+    knows_every_field(&manifest, fields, "km init --sidecars").map_err(|e| e.hint(AWS_SIDECARS))?;
+    Ok(manifest)
+}
+
 /// `km create --remote`: the keypair is made here, the sandbox by the manager.
 pub(crate) fn create_remote(
     context: &Context,
@@ -392,8 +451,10 @@ pub(crate) fn create_remote(
     alias: Option<Alias>,
 ) -> CommandResult<ExitCode> {
     if crate::platforms::uses_aws(context)? {
+        // The version check runs first: a stale manager is the failure that must never pass.
+        aws_manager_checked(context, CreateRequest::FIELDS)?;
         return Err(
-            crate::platforms::aws_manager_missing("km create --remote").hint(format!(
+            crate::platforms::aws_hand_off_missing("km create --remote").hint(format!(
                 "km create {} (without --remote)",
                 args.profile.display()
             )),
@@ -486,8 +547,11 @@ pub(crate) fn destroy_remote(
     id: &SandboxId,
 ) -> CommandResult<ExitCode> {
     if crate::platforms::uses_aws(context)? {
-        return Err(crate::platforms::aws_manager_missing("km destroy --remote")
-            .hint(format!("km destroy {id} --yes (without --remote)")));
+        aws_manager_checked(context, &[])?;
+        return Err(
+            crate::platforms::aws_hand_off_missing("km destroy --remote")
+                .hint(format!("km destroy {id} --yes (without --remote)")),
+        );
     }
     let layout = Layout::of(context);
     usable_manager(&layout, &[])?;
@@ -671,6 +735,23 @@ mod tests {
         let mut listed = CreateRequest::FIELDS.to_vec();
         listed.sort_unstable();
         assert_eq!(fields, listed);
+    }
+
+    #[test]
+    fn a_manifest_survives_the_trip_through_a_function_environment() {
+        let manifest = Manifest {
+            version: "0.1.0".into(),
+            build_id: "sha256:00ff".into(),
+            request_fields: CreateRequest::FIELDS
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect(),
+        };
+        assert_eq!(
+            Manifest::from_environment(&manifest.to_environment()),
+            Some(manifest)
+        );
+        assert_eq!(Manifest::from_environment(&BTreeMap::new()), None);
     }
 
     #[test]

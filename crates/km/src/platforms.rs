@@ -13,6 +13,7 @@ use km_local::store::SqliteStore;
 
 use crate::context::{Context, current_user, install_hint, store_error};
 use crate::error::{CommandError, CommandResult};
+use crate::manager::Manifest;
 use crate::settings::{PlatformChoice, Settings};
 
 /// The name the local platform records.
@@ -98,18 +99,20 @@ pub(crate) fn init_aws(
     context: &Context,
     args: &crate::cli::InitArgs,
 ) -> CommandResult<std::process::ExitCode> {
-    if args.sidecars {
-        return Err(aws_manager_missing("km init --aws --sidecars")
-            .hint("leave --sidecars out: km init --aws --region <region> …"));
-    }
     aws::init(context, args)
 }
 
-/// The AWS platform's management component (a Lambda function fed from S3) is designed but not
-/// built: asking for it fails before anything changes.
-pub(crate) fn aws_manager_missing(what: &str) -> CommandError {
+/// The manifest of the management component deployed on the AWS platform: `None` when none is
+/// set up or the function is gone; an error when its code is not the build its manifest names.
+pub(crate) fn aws_manager_manifest(context: &Context) -> CommandResult<Option<Manifest>> {
+    aws::manager_manifest(context)
+}
+
+/// Handing a request to the AWS management component (Lambda `Invoke`) is designed but not
+/// built: asking for it fails before anything is made.
+pub(crate) fn aws_hand_off_missing(what: &str) -> CommandError {
     CommandError::user(format!(
-        "{what}: the AWS platform's management component (a Lambda function) is not part of this km; nothing was changed"
+        "{what}: handing requests to the AWS management component (a Lambda invocation) is not part of this km; nothing was made"
     ))
     .cause("its design is in docs/aws-management.md")
 }
@@ -157,6 +160,12 @@ mod aws {
     ) -> CommandResult<std::process::ExitCode> {
         Err(not_built())
     }
+
+    pub(super) fn manager_manifest(
+        _context: &Context,
+    ) -> CommandResult<Option<crate::manager::Manifest>> {
+        Err(not_built())
+    }
 }
 
 #[cfg(feature = "aws")]
@@ -173,6 +182,7 @@ mod aws {
     use crate::cli::InitArgs;
     use crate::context::Context;
     use crate::error::{CommandError, CommandResult};
+    use crate::manager::Manifest;
     use crate::settings::{AwsSettings, PlatformChoice, Settings};
     use crate::ui;
 
@@ -214,6 +224,13 @@ mod aws {
             CommandError::user("km init --aws needs --region")
                 .hint("km init --aws --region us-east-1")
         })?;
+        if args.sidecars && args.artifact_bucket.is_none() {
+            return Err(
+                CommandError::user("km init --aws --sidecars needs --artifact-bucket")
+                    .hint("km init --aws --region <region> --sidecars --artifact-bucket <bucket>"),
+            );
+        }
+        let previous = Settings::load(context).ok().and_then(|s| s.aws);
         let wanted = AwsSettings {
             region,
             table: args.table.clone(),
@@ -221,6 +238,16 @@ mod aws {
             subnet: args.subnet.clone(),
             security_group: args.security_group.clone(),
             instance_profile: args.instance_profile.clone(),
+            // Set by --sidecars; kept as they were otherwise.
+            manager_bucket: args
+                .artifact_bucket
+                .clone()
+                .or_else(|| previous.as_ref().and_then(|p| p.manager_bucket.clone())),
+            manager_function: if args.sidecars {
+                Some(args.manager_function.clone())
+            } else {
+                previous.and_then(|p| p.manager_function)
+            },
         };
         // The table first: a failure leaves this machine's settings as they were.
         let setup = km_aws::ensure_table(&sdk_settings(&wanted)).map_err(|failure| {
@@ -258,7 +285,157 @@ mod aws {
         } else {
             ui::status("✓ This machine now uses the AWS platform (settings in ~/.km/config.json)");
         }
+        if args.sidecars {
+            deploy_manager(context, &wanted)?;
+        } else {
+            report_manager(context);
+        }
         ui::status("next: km create profiles/ec2.yaml --alias my-poc");
         Ok(ExitCode::SUCCESS)
+    }
+
+    fn manager_target(settings: &AwsSettings) -> Option<km_aws::ManagerTarget> {
+        Some(km_aws::ManagerTarget {
+            region: settings.region.clone(),
+            bucket: settings.manager_bucket.clone()?,
+            function: settings.manager_function.clone()?,
+        })
+    }
+
+    /// The Lambda package: this km as `bootstrap`, built byte for byte the same every time, so
+    /// the same km always yields the same code hash.
+    fn package(exe: &std::path::Path) -> CommandResult<Vec<u8>> {
+        use std::io::Write;
+        let binary = std::fs::read(exe).map_err(crate::error::io_at(exe))?;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .last_modified_time(zip::DateTime::default())
+            .unix_permissions(0o755)
+            .large_file(binary.len() > u32::MAX as usize / 2);
+        let packed = zip
+            .start_file("bootstrap", options)
+            .map_err(std::io::Error::other)
+            .and_then(|()| zip.write_all(&binary))
+            .and_then(|()| zip.finish().map_err(std::io::Error::other));
+        packed
+            .map(std::io::Cursor::into_inner)
+            .map_err(|e| CommandError::user("cannot package km for Lambda").cause(e))
+    }
+
+    /// Lambda's `CodeSha256` of a package: base64 of its sha256.
+    fn code_sha256(package: &[u8]) -> String {
+        use sha2::Digest;
+        aws_smithy_types::base64::encode(sha2::Sha256::digest(package))
+    }
+
+    fn manager_failure(
+        target: &km_aws::ManagerTarget,
+        failure: km_aws::AwsFailure,
+    ) -> CommandError {
+        CommandError::user(format!(
+            "cannot deploy the management component to Lambda function {} in {}",
+            target.function, target.region
+        ))
+        .cause(failure)
+        .hint("create the function and the bucket once, as docs/aws-management.md describes, then run km init --aws … --sidecars again")
+    }
+
+    /// `km init --aws --sidecars`: uploads this km, points the function at it, sets its
+    /// manifest, and checks what the function then reports.
+    fn deploy_manager(context: &Context, settings: &AwsSettings) -> CommandResult<()> {
+        let target = manager_target(settings).ok_or_else(|| {
+            CommandError::user("km init --aws --sidecars needs --artifact-bucket")
+        })?;
+        let manifest = Manifest::of_this_build(&context.km_exe)?;
+        let environment = manifest.to_environment();
+        let package = package(&context.km_exe)?;
+        let code = code_sha256(&package);
+        let now = km_aws::deployed_manager(&target).map_err(|f| manager_failure(&target, f))?;
+        match now {
+            None => {
+                return Err(CommandError::user(format!(
+                    "Lambda function {} does not exist in {}",
+                    target.function, target.region
+                ))
+                .hint("create it once as docs/aws-management.md describes (runtime provided.al2023, handler bootstrap), then run this again"));
+            }
+            Some(now) if now.environment == environment && now.code_sha256 == code => {
+                ui::status(&format!(
+                    "✓ Management component is already {} on Lambda function {}",
+                    manifest.short(),
+                    target.function
+                ));
+                return Ok(());
+            }
+            Some(_) => {}
+        }
+        let key = format!("km-manager/{}/{}.zip", manifest.version, manifest.hex());
+        let got = km_aws::deploy_manager(&target, &key, package, environment.clone())
+            .map_err(|f| manager_failure(&target, f))?;
+        if got.environment != environment || got.code_sha256 != code {
+            return Err(CommandError::user(format!(
+                "Lambda function {} does not report what was deployed to it",
+                target.function
+            ))
+            .cause(format!(
+                "expected code {code}, got {}; environment {:?}",
+                got.code_sha256, got.environment
+            ))
+            .hint("run km init --aws … --sidecars again; if it persists, check who else updates the function"));
+        }
+        ui::status(&format!(
+            "✓ Management component {} deployed: s3://{}/{key} → Lambda function {} (knows {})",
+            manifest.short(),
+            target.bucket,
+            target.function,
+            manifest.request_fields.join(", ")
+        ));
+        Ok(())
+    }
+
+    /// `km init --aws` without `--sidecars`: warns when the deployed manager is not this km.
+    fn report_manager(context: &Context) {
+        let Ok(Some(deployed)) = manager_manifest(context) else {
+            return;
+        };
+        if let Ok(this) = Manifest::of_this_build(&context.km_exe) {
+            crate::manager::report_difference(
+                &deployed,
+                &this,
+                "km init --aws --region <region> --sidecars --artifact-bucket <bucket>",
+            );
+        }
+    }
+
+    pub(super) fn manager_manifest(context: &Context) -> CommandResult<Option<Manifest>> {
+        let settings = saved(context)?;
+        let Some(target) = manager_target(&settings) else {
+            return Ok(None);
+        };
+        let Some(deployed) =
+            km_aws::deployed_manager(&target).map_err(|f| manager_failure(&target, f))?
+        else {
+            return Ok(None);
+        };
+        let Some(manifest) = Manifest::from_environment(&deployed.environment) else {
+            return Err(CommandError::user(format!(
+                "Lambda function {} carries no km manifest in its environment",
+                target.function
+            ))
+            .hint("km init --aws … --sidecars --artifact-bucket <bucket>"));
+        };
+        // The code of this very build is known here, so it is checked; another build's is not.
+        let this = Manifest::of_this_build(&context.km_exe)?;
+        if manifest.build_id == this.build_id
+            && deployed.code_sha256 != code_sha256(&package(&context.km_exe)?)
+        {
+            return Err(CommandError::user(format!(
+                "Lambda function {} runs code other than the build its manifest names",
+                target.function
+            ))
+            .hint("km init --aws … --sidecars --artifact-bucket <bucket>"));
+        }
+        Ok(Some(manifest))
     }
 }

@@ -36,6 +36,12 @@ pub(crate) struct AwsSettings {
     /// IAM instance profile that lets the SSM agent register.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) instance_profile: Option<String>,
+    /// The S3 bucket of the management component's artifacts (`km init --aws --sidecars`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) manager_bucket: Option<String>,
+    /// The Lambda function that runs the management component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) manager_function: Option<String>,
 }
 
 /// The whole settings file.

@@ -899,26 +899,162 @@ fn two_operators_share_a_sandbox_each_rekeying_without_locking_out_the_other() {
     alice.ok(&["destroy", &id, "--yes"]);
 }
 
-#[test]
-fn the_aws_management_component_is_refused_loudly_and_changes_nothing() {
-    let aws = Aws::new();
-    let settings = std::fs::read(aws.env.home().join(".km/config.json")).unwrap();
-    let stderr = aws.fails(&["init", "--aws", "--region", "eu-west-1", "--sidecars"]);
-    assert!(
-        stderr.contains("management component") && stderr.contains("docs/aws-management.md"),
-        "{stderr}"
-    );
-    assert_eq!(
-        std::fs::read(aws.env.home().join(".km/config.json")).unwrap(),
-        settings,
-        "the settings are as they were"
-    );
-    let profile = repo_profile("ec2");
-    let stderr = aws.fails(&["create", profile.to_str().unwrap(), "--remote"]);
-    assert!(stderr.contains("not part of this km"), "{stderr}");
+/// Nothing of a sandbox was made: no record, no key file.
+fn assert_nothing_made(aws: &Aws) {
     assert!(aws.list().is_empty());
     let keys: Vec<_> = std::fs::read_dir(aws.env.home().join(".km/keys"))
         .unwrap()
         .collect();
-    assert!(keys.is_empty(), "no key was made");
+    assert!(keys.is_empty(), "no key was made: {keys:?}");
+}
+
+#[test]
+fn sidecars_deploy_the_manager_to_lambda_and_a_stale_one_is_refused_before_anything_is_made() {
+    let aws = Aws::new();
+    let init = |extra: &[&str]| {
+        let mut args = vec![
+            "init",
+            "--aws",
+            "--region",
+            "us-east-1",
+            "--instance-profile",
+            &aws.sim.instance_profile,
+        ];
+        args.extend(extra);
+        aws.run(&args)
+    };
+    let sidecars = ["--sidecars", "--artifact-bucket", "km-artifacts"];
+    let profile = repo_profile("ec2");
+    let create_remote = || aws.fails(&["create", profile.to_str().unwrap(), "--remote"]);
+
+    let stderr = create_remote();
+    assert!(
+        stderr.contains("no management component is deployed"),
+        "{stderr}"
+    );
+    let stderr = String::from_utf8(init(&["--sidecars"]).stderr).unwrap();
+    assert!(stderr.contains("needs --artifact-bucket"), "{stderr}");
+    // The platform's one-time setup: a bucket and a function for the manager.
+    let setup = aws.boto3(
+        "us-east-1",
+        "import io, zipfile\n\
+         kw = dict(region_name='us-east-1', endpoint_url=ec2.meta.endpoint_url, aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+         boto3.client('s3', **kw).create_bucket(Bucket='km-artifacts')\n\
+         code = io.BytesIO(); zipfile.ZipFile(code, 'w').writestr('bootstrap', '#!/bin/sh\\n')\n\
+         boto3.client('lambda', **kw).create_function(FunctionName='km-manager', Runtime='provided.al2023', Handler='bootstrap', Role='arn:aws:iam::123456789012:role/km-sandbox', Code={'ZipFile': code.getvalue()})\n\
+         print('ok')\n",
+    );
+    assert_eq!(setup.trim(), "ok");
+
+    let deployed = init(&sidecars);
+    let stderr = String::from_utf8_lossy(&deployed.stderr);
+    assert!(deployed.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("deployed: s3://km-artifacts/km-manager/"),
+        "{stderr}"
+    );
+    let read_back = || -> serde_json::Value {
+        let out = aws.boto3(
+            "us-east-1",
+            "import base64, hashlib\n\
+             kw = dict(region_name='us-east-1', endpoint_url=ec2.meta.endpoint_url, aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+             s3 = boto3.client('s3', **kw)\n\
+             keys = [o['Key'] for o in s3.list_objects_v2(Bucket='km-artifacts').get('Contents', [])]\n\
+             body = s3.get_object(Bucket='km-artifacts', Key=keys[0])['Body'].read()\n\
+             fn = boto3.client('lambda', **kw).get_function_configuration(FunctionName='km-manager')\n\
+             print(json.dumps({'keys': keys, 'env': fn['Environment']['Variables'], 'code': fn['CodeSha256'], 'object': base64.b64encode(hashlib.sha256(body).digest()).decode()}))\n",
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let state = read_back();
+    assert_eq!(state["keys"].as_array().unwrap().len(), 1, "{state}");
+    assert_eq!(
+        state["code"], state["object"],
+        "the function runs the uploaded artifact"
+    );
+    assert!(
+        state["env"]["KM_REQUEST_FIELDS"]
+            .as_str()
+            .unwrap()
+            .contains("VSCodeSSHPubKey"),
+        "{state}"
+    );
+    let again = String::from_utf8(init(&sidecars).stderr).unwrap();
+    assert!(again.contains("already"), "{again}");
+    assert_eq!(read_back()["keys"], state["keys"], "nothing uploaded again");
+
+    // A manager that does not know VSCodeSSHPubKey, as an older km deployed it.
+    aws.boto3(
+        "us-east-1",
+        "kw = dict(region_name='us-east-1', endpoint_url=ec2.meta.endpoint_url, aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+         lam = boto3.client('lambda', **kw)\n\
+         env = lam.get_function_configuration(FunctionName='km-manager')['Environment']['Variables']\n\
+         env['KM_REQUEST_FIELDS'] = ','.join(f for f in env['KM_REQUEST_FIELDS'].split(',') if f != 'VSCodeSSHPubKey')\n\
+         env['KM_BUILD_ID'] = 'sha256:0123456789abcdef'\n\
+         lam.update_function_configuration(FunctionName='km-manager', Environment={'Variables': env})\n",
+    );
+    let warned = String::from_utf8(init(&[]).stderr).unwrap();
+    assert!(warned.contains("does not know VSCodeSSHPubKey"), "{warned}");
+    let stderr = create_remote();
+    assert!(
+        stderr.contains("(does not know VSCodeSSHPubKey) — run: km init --sidecars"),
+        "{stderr}"
+    );
+    assert_nothing_made(&aws);
+
+    // Brought up to date, the check passes; the hand-off itself is not built, and says so.
+    assert!(init(&sidecars).status.success());
+    let stderr = create_remote();
+    assert!(
+        stderr.contains("not part of this km; nothing was made"),
+        "{stderr}"
+    );
+    assert_nothing_made(&aws);
+}
+
+#[test]
+fn a_sandbox_without_vscode_gets_an_interactive_ssm_shell() {
+    let aws = Aws::new();
+    let profile = aws.env.home().join("ec2-headless.yaml");
+    std::fs::write(
+        &profile,
+        "metadata:\n  name: ec2-headless\nextends: ec2\nspec:\n  cli:\n    vscodeEnabled: false\n",
+    )
+    .unwrap();
+    let search = repo_profile("ec2").parent().unwrap().to_path_buf();
+    let output = aws
+        .command(&["create", profile.to_str().unwrap()])
+        .env("KM_PROFILE_PATH", &search)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(
+        !aws.env.key(&id).exists(),
+        "no key for a sandbox without VS Code"
+    );
+    // No sshd and no key: `km shell` opens an SSM shell session instead.
+    let mut shell = aws
+        .command(&["shell", &id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    shell
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo in-an-ssm-shell; pwd; exit 0\n")
+        .unwrap();
+    let output = shell.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("in-an-ssm-shell") && stdout.contains("/home"),
+        "{stdout}"
+    );
+    let stderr = aws.fails(&["vscode", "start", &id]);
+    assert!(stderr.contains("without vscodeEnabled: true"), "{stderr}");
+    aws.ok(&["destroy", &id, "--yes"]);
 }
