@@ -8,6 +8,7 @@
 //! made when the manifest lacks a field the request carries, and the manager decodes requests
 //! strictly: an unknown field is an error written back to the request, never ignored.
 
+#[cfg(feature = "aws")]
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -69,6 +70,7 @@ impl Manifest {
     }
 
     /// The manifest as a Lambda function's environment.
+    #[cfg(feature = "aws")]
     pub(crate) fn to_environment(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("KM_VERSION".to_owned(), self.version.clone()),
@@ -81,6 +83,7 @@ impl Manifest {
     }
 
     /// The manifest a function's environment carries, if it carries one.
+    #[cfg(feature = "aws")]
     pub(crate) fn from_environment(environment: &BTreeMap<String, String>) -> Option<Self> {
         Some(Self {
             version: environment.get("KM_VERSION")?.clone(),
@@ -737,6 +740,7 @@ mod tests {
         assert_eq!(fields, listed);
     }
 
+    #[cfg(feature = "aws")]
     #[test]
     fn a_manifest_survives_the_trip_through_a_function_environment() {
         let manifest = Manifest {
