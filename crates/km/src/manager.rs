@@ -253,33 +253,52 @@ fn installed(layout: &Layout) -> Option<(Manifest, String)> {
     Some((manifest, exe_id))
 }
 
-/// `km init` without `--sidecars`: says when the installed manager is not this km.
-pub(crate) fn report(context: &Context) {
+/// Whether the installed manager is this km: `None` when none is installed, else what it is
+/// (`Ok`) or what is wrong with it (`Err`).
+pub(crate) fn status(context: &Context) -> Option<Result<String, String>> {
     let layout = Layout::of(context);
     if !layout.manifest().exists() {
-        return;
+        return None;
     }
-    let Ok(this) = Manifest::of_this_build(&context.km_exe) else {
-        return;
+    let this = match Manifest::of_this_build(&context.km_exe) {
+        Ok(this) => this,
+        Err(e) => return Some(Err(e.one_line())),
     };
-    match installed(&layout) {
-        Some((manifest, _)) if manifest.build_id == this.build_id => {
-            ui::status(&format!("✓ Management component is {}", manifest.short()));
+    Some(match installed(&layout) {
+        Some((manifest, exe_id))
+            if manifest.build_id == this.build_id && exe_id == this.build_id =>
+        {
+            Ok(format!("{} (this km)", manifest.short()))
         }
-        Some((manifest, _)) => report_difference(&manifest, &this, SIDECARS),
-        None => ui::warn(&format!(
+        Some((manifest, _)) => Err(difference(&manifest, &this, SIDECARS)),
+        None => Err(format!(
             "the management component under {} is damaged — run: {SIDECARS}",
             layout.dir.display()
         )),
+    })
+}
+
+/// `km init` without `--sidecars`: says when the installed manager is not this km.
+pub(crate) fn report(context: &Context) {
+    match status(context) {
+        None => {}
+        Some(Ok(what)) => ui::status(&format!("✓ Management component is {what}")),
+        Some(Err(why)) => ui::warn(&why),
     }
 }
 
 /// Warns that the manager `installed` is not this km (`this`), naming what it does not know.
+#[cfg(feature = "aws")]
 pub(crate) fn report_difference(installed: &Manifest, this: &Manifest, update: &str) {
     if installed.build_id == this.build_id {
         ui::status(&format!("✓ Management component is {}", installed.short()));
-        return;
+    } else {
+        ui::warn(&difference(installed, this, update));
     }
+}
+
+/// How the manager `installed` differs from this km, and the command that updates it.
+fn difference(installed: &Manifest, this: &Manifest, update: &str) -> String {
     let missing: Vec<_> = this
         .request_fields
         .iter()
@@ -291,11 +310,11 @@ pub(crate) fn report_difference(installed: &Manifest, this: &Manifest, update: &
     } else {
         format!(", does not know {}", missing.join(", "))
     };
-    ui::warn(&format!(
+    format!(
         "the management component is {}{gap}, not this {} — run: {update}",
         installed.short(),
         this.short()
-    ));
+    )
 }
 
 /// Refuses a manager that does not decode every field in `fields`.

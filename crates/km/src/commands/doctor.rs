@@ -112,6 +112,11 @@ pub(crate) fn run(context: &Context, args: &DoctorArgs) -> CommandResult<ExitCod
     }
     modes(context, &mut report, args.fix);
     temps(context, &mut report, args.fix);
+    match crate::manager::status(context) {
+        None => {}
+        Some(Ok(what)) => report.ok("management component", what),
+        Some(Err(why)) => report.problem("management component", why, None),
+    }
     if let (Some(records), Some(store)) = (&records, &store) {
         ssh_config_entries(context, records, &mut report, args.fix);
         keys_and_pins(context, records, &mut report, args.fix);

@@ -126,6 +126,19 @@ fn an_older_manager_binary_is_refused_and_rejects_the_field_it_does_not_know() {
         "{said}"
     );
 
+    let doctor = env.run(&["doctor", "--json"]);
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&doctor.stdout).unwrap();
+    let manager = findings
+        .iter()
+        .find(|f| f["check"] == "management component")
+        .unwrap();
+    assert_eq!(manager["ok"], false, "{manager}");
+    assert!(
+        manager["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not know VSCodeSSHPubKey")
+    );
     let output = create_remote(&env, &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
