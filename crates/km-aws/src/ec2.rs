@@ -451,6 +451,52 @@ impl Platform for Ec2Platform {
         .is_ok_and(|state| state == Some(InstanceStateName::Running))
     }
 
+    fn running_states(&self, records: &[&SandboxRecord]) -> Vec<bool> {
+        // One DescribeInstances per region (in pages of 100 IDs), filtered rather than named, so
+        // an instance EC2 has forgotten does not fail the whole call.
+        let placements: Vec<Option<Placement>> =
+            records.iter().map(|r| Self::placement(r).ok()).collect();
+        let mut regions: HashMap<&str, Vec<&str>> = HashMap::new();
+        for placement in placements.iter().flatten() {
+            regions
+                .entry(placement.region.as_str())
+                .or_default()
+                .push(placement.instance_id.as_str());
+        }
+        let mut running: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for (region, ids) in regions {
+            let (ec2, _) = self.clients(region);
+            for page in ids.chunks(100) {
+                let described = block_on(&self.runtime, async {
+                    ec2.describe_instances()
+                        .filters(
+                            aws_sdk_ec2::types::Filter::builder()
+                                .name("instance-id")
+                                .set_values(Some(page.iter().map(|id| (*id).to_owned()).collect()))
+                                .build(),
+                        )
+                        .send()
+                        .await
+                });
+                let Ok(described) = described else { continue };
+                running.extend(
+                    described
+                        .reservations()
+                        .iter()
+                        .flat_map(|r| r.instances())
+                        .filter(|i| {
+                            i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Running)
+                        })
+                        .filter_map(|i| i.instance_id().map(str::to_owned)),
+                );
+            }
+        }
+        placements
+            .iter()
+            .map(|p| p.as_ref().is_some_and(|p| running.contains(&p.instance_id)))
+            .collect()
+    }
+
     fn reachable(&self, record: &SandboxRecord) -> Result<bool, PlatformError> {
         let Ok(placement) = Self::placement(record) else {
             return Ok(false);

@@ -79,6 +79,14 @@ pub trait Platform: Send + Sync {
     fn destroy(&self, record: &SandboxRecord) -> Result<(), PlatformError>;
     /// Whether the sandbox really runs now (not only what was last recorded).
     fn is_running(&self, record: &SandboxRecord) -> bool;
+    /// Whether each of `records` runs now, in order; a platform that can asks about them all at
+    /// once.
+    fn running_states(&self, records: &[&SandboxRecord]) -> Vec<bool> {
+        records
+            .iter()
+            .map(|record| self.is_running(record))
+            .collect()
+    }
     /// Like [`Platform::is_running`], but says when the platform cannot be asked at all
     /// (expired credentials), so a tunnel stops instead of retrying forever.
     fn reachable(&self, record: &SandboxRecord) -> Result<bool, PlatformError> {

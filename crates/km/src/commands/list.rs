@@ -2,10 +2,8 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use km_core::platform::Platform;
 use km_core::record::{SandboxRecord, Status};
 use km_local::process_tree::ProcessIdentity;
 
@@ -14,9 +12,10 @@ use crate::context::Context;
 use crate::error::CommandResult;
 use crate::ui;
 
-/// What the record says, corrected by whether the agent really answers. A create that never
-/// finished is `starting` while its creator runs and `failed` after, never `running`.
-pub(crate) fn live_status(platform: &dyn Platform, record: &SandboxRecord) -> Status {
+/// What the record says, corrected by whether the sandbox really runs (`running`, asked only
+/// for records that claim to have booted). A create that never finished is `starting` while its
+/// creator runs and `failed` after, never `running`.
+fn live_status(record: &SandboxRecord, running: impl FnOnce() -> bool) -> Status {
     match record.status {
         Status::Starting => {
             let creator: Option<ProcessIdentity> =
@@ -28,7 +27,7 @@ pub(crate) fn live_status(platform: &dyn Platform, record: &SandboxRecord) -> St
             }
         }
         Status::Running | Status::Stopped => {
-            if platform.is_running(record) {
+            if running() {
                 Status::Running
             } else {
                 Status::Stopped
@@ -41,17 +40,34 @@ pub(crate) fn live_status(platform: &dyn Platform, record: &SandboxRecord) -> St
 pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode> {
     let store = context.store()?;
     let records = store.list()?;
-    // One platform per name; a record whose platform this build lacks shows what was recorded.
-    let mut platforms: HashMap<String, Option<Arc<dyn Platform>>> = HashMap::new();
+    // Each platform is asked once about all of its sandboxes (one EC2 call per region, not
+    // one per sandbox); a record whose platform this build lacks shows what was recorded.
+    let mut by_platform: HashMap<String, Vec<&SandboxRecord>> = HashMap::new();
+    for record in records
+        .iter()
+        .filter(|r| matches!(r.status, Status::Running | Status::Stopped))
+    {
+        by_platform
+            .entry(record.platform.clone())
+            .or_default()
+            .push(record);
+    }
+    let mut running: HashMap<String, bool> = HashMap::new();
+    for group in by_platform.values() {
+        let Ok(platform) = context.platform_for(group[0]) else {
+            continue;
+        };
+        for (record, runs) in group.iter().zip(platform.running_states(group)) {
+            running.insert(record.id.to_string(), runs);
+        }
+    }
     let rows: Vec<(SandboxRecord, Status)> = records
         .into_iter()
         .map(|record| {
-            let platform = platforms
-                .entry(record.platform.clone())
-                .or_insert_with(|| context.platform_for(&record).ok());
-            let status = match platform {
-                Some(platform) => live_status(platform.as_ref(), &record),
-                None => record.status,
+            let status = match running.get(record.id.as_str()) {
+                Some(&runs) => live_status(&record, || runs),
+                None if matches!(record.status, Status::Running | Status::Stopped) => record.status,
+                None => live_status(&record, || false),
             };
             (record, status)
         })
