@@ -183,6 +183,20 @@ impl Aws {
         self.ok(&args).trim().to_owned()
     }
 
+    /// Creates a sandbox from a profile written here that extends the repository's `ec2`.
+    fn create_from(&self, name: &str, profile_text: &str) -> String {
+        let profile = self.env.home().join(format!("{name}.yaml"));
+        std::fs::write(&profile, profile_text).unwrap();
+        let search = repo_profile("ec2").parent().unwrap().to_path_buf();
+        let output = self
+            .command(&["create", profile.to_str().unwrap()])
+            .env("KM_PROFILE_PATH", &search)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
     /// `ssh` with the managed `~/.ssh/config`, in the simulator's environment.
     fn ssh(&self, host: &str) -> Command {
         let mut command = self.env.ssh_config(host);
@@ -348,20 +362,10 @@ fn racing_creates_with_one_alias_leave_exactly_one_winner() {
 #[test]
 fn a_sandbox_in_another_region_is_launched_and_found_there() {
     let aws = Aws::new();
-    let profile = aws.env.home().join("eu.yaml");
-    std::fs::write(
-        &profile,
+    let id = aws.create_from(
+        "eu",
         "metadata:\n  name: eu\nextends: ec2\nspec:\n  runtime:\n    region: eu-west-1\n",
-    )
-    .unwrap();
-    let search = repo_profile("ec2").parent().unwrap().to_path_buf();
-    let output = aws
-        .command(&["create", profile.to_str().unwrap()])
-        .env("KM_PROFILE_PATH", &search)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    );
     assert_eq!(aws.describe("eu-west-1", &id).len(), 1);
     assert!(aws.describe("us-east-1", &id).is_empty());
     assert_eq!(
@@ -1015,20 +1019,10 @@ fn sidecars_deploy_the_manager_to_lambda_and_a_stale_one_is_refused_before_anyth
 #[test]
 fn a_sandbox_without_vscode_gets_an_interactive_ssm_shell() {
     let aws = Aws::new();
-    let profile = aws.env.home().join("ec2-headless.yaml");
-    std::fs::write(
-        &profile,
+    let id = aws.create_from(
+        "ec2-headless",
         "metadata:\n  name: ec2-headless\nextends: ec2\nspec:\n  cli:\n    vscodeEnabled: false\n",
-    )
-    .unwrap();
-    let search = repo_profile("ec2").parent().unwrap().to_path_buf();
-    let output = aws
-        .command(&["create", profile.to_str().unwrap()])
-        .env("KM_PROFILE_PATH", &search)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    );
     assert!(
         !aws.env.key(&id).exists(),
         "no key for a sandbox without VS Code"
