@@ -6,6 +6,7 @@
 # Usage: scripts/aws-sim -- benches/aws-sim.sh [target/release/km] [rounds]
 # The simulator is not AWS: the figures show what km and the session hand-off add, not SSM.
 set -euo pipefail
+BENCHES="$(cd "$(dirname "$0")" && pwd)"
 KM="$(realpath "${1:-target/release/km}")"
 ROUNDS="${2:-20}"
 PROFILES="$(realpath "$(dirname "$0")/../profiles")"
@@ -39,24 +40,7 @@ local_stdio() { via "$LOCAL" "$(id -un)" -o ProxyCommand="$KM proxy $LOCAL" -- "
 local_fdpass() { via "$LOCAL" "$(id -un)" -o ProxyCommand="$KM proxy --fdpass $LOCAL" -o ProxyUseFdpass=yes -- "$@"; }
 MODES=(ec2 local_stdio local_fdpass)
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-now_us() { date +%s%6N; }
-
-echo "## ssh true, median of $ROUNDS interleaved rounds (ms)"
-for _ in $(seq "$ROUNDS"); do
-  for mode in "${MODES[@]}"; do
-    t0=$(now_us); "$mode" true; t1=$(now_us); echo "$mode $(( (t1 - t0) / 1000 ))"
-  done
-done > latency.txt
-for mode in "${MODES[@]}"; do echo "$mode $(awk -v m="$mode" '$1==m {print $2}' latency.txt | median)"; done
-
-echo "## 256 MiB into the sandbox, timed by the remote side from first to last byte (MB/s, median of 3)"
-head -c "${BLOB_BYTES:-268435456}" /dev/urandom > blob
-for _ in 1 2 3; do
-  for mode in "${MODES[@]}"; do
-    # shellcheck disable=SC2016 # expanded by the sandbox's shell, on purpose
-    ns=$("$mode" 'start=$(date +%s%N); cat > /dev/null; end=$(date +%s%N); echo $((end - start))' < blob)
-    echo "$mode $(( ${BLOB_BYTES:-268435456} * 1000 / ns ))"
-  done
-done > throughput.txt
-for mode in "${MODES[@]}"; do echo "$mode $(awk -v m="$mode" '$1==m {print $2}' throughput.txt | median)"; done
+# shellcheck source=benches/measure.sh
+. "$BENCHES/measure.sh"
+measure_latency "$ROUNDS"
+measure_throughput

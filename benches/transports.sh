@@ -6,6 +6,7 @@
 # Usage: benches/transports.sh [target/release/km] [rounds]
 # Runs in a throwaway HOME; every process it starts is stopped by PID before it exits.
 set -euo pipefail
+BENCHES="$(cd "$(dirname "$0")" && pwd)"
 KM="$(realpath "${1:-target/release/km}")"
 ROUNDS="${2:-30}"
 PROFILE="$(realpath "$(dirname "$0")/../profiles/default.yaml")"
@@ -44,27 +45,10 @@ pipes() { ssh "${common[@]}" -o ProxyCommand="/usr/sbin/sshd -i -f $SB/etc/sshd_
 listening() { ssh "${common[@]}" -p "$LPORT" 127.0.0.1 "$@"; }
 MODES=(proxy port pipes listening)
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-now_us() { date +%s%6N; }
-
-echo "## ssh true, median of $ROUNDS interleaved rounds (ms)"
-for _ in $(seq "$ROUNDS"); do
-  for mode in "${MODES[@]}"; do
-    t0=$(now_us); "$mode" true; t1=$(now_us); echo "$mode $(( (t1 - t0) / 1000 ))"
-  done
-done > latency.txt
-for mode in "${MODES[@]}"; do echo "$mode $(awk -v m="$mode" '$1==m {print $2}' latency.txt | median)"; done
-
-echo "## 256 MiB into the sandbox, timed by the remote side from first to last byte (MB/s, median of 3)"
-head -c 268435456 /dev/urandom > blob
-for _ in 1 2 3; do
-  for mode in "${MODES[@]}"; do
-    # shellcheck disable=SC2016 # expanded by the sandbox's shell, on purpose
-    ns=$("$mode" 'start=$(date +%s%N); cat > /dev/null; end=$(date +%s%N); echo $((end - start))' < blob)
-    echo "$mode $(( 268435456 * 1000 / ns ))"
-  done
-done > throughput.txt
-for mode in "${MODES[@]}"; do echo "$mode $(awk -v m="$mode" '$1==m {print $2}' throughput.txt | median)"; done
+# shellcheck source=benches/measure.sh
+. "$BENCHES/measure.sh"
+measure_latency "$ROUNDS"
+measure_throughput
 
 echo "## 200 SOCKS channels over one ssh -D connection, opened at once, each one echo round trip (ms, median of 5)"
 # A loopback echo server for the channels to reach (the local platform shares this network).
@@ -123,4 +107,4 @@ PY
   done
 done > socks.txt
 kill "$ECHO"; ECHO=
-for mode in "${MODES[@]}"; do echo "$mode $(awk -v m="$mode" '$1==m {print $2}' socks.txt | median)"; done
+medians socks.txt

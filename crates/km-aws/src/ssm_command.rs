@@ -200,10 +200,14 @@ pub(crate) async fn run(
             Err(error) => match AwsFailure::from_sdk(error) {
                 AwsFailure::NotYetDelivered(_) if started.elapsed() < DELIVERY_BUDGET => continue,
                 AwsFailure::NotYetDelivered(_) => {
-                    // Best effort: a command delivered later must not run unobserved.
-                    let _ = cancel(ssm, target, &command_id).await;
+                    // A command delivered later must not run unobserved: cancel it, and say
+                    // whether that worked.
+                    let cancelled = match cancel(ssm, target, &command_id).await {
+                        Ok(()) => "it was cancelled".to_owned(),
+                        Err(why) => why.to_string(),
+                    };
                     return Err(Failure::Platform(PlatformError::Channel(format!(
-                        "SSM accepted command {command_id} for instance {} of sandbox {} but did not deliver it within {}s: its SSM agent may be offline; check: {}",
+                        "SSM accepted command {command_id} for instance {} of sandbox {} but did not deliver it within {}s ({cancelled}): its SSM agent may be offline; check: {}",
                         target.instance_id,
                         target.sandbox,
                         DELIVERY_BUDGET.as_secs(),

@@ -508,8 +508,13 @@ pub(crate) fn create_remote(
     let manager = match submit(&layout, &request_id, &request) {
         Ok(manager) => manager,
         Err(error) => {
-            let _ = forget_operator_state(context, &id);
-            return Err(error);
+            return Err(match forget_operator_state(context, &id) {
+                Ok(()) => error.cause(format!("nothing was submitted; the keypair made for {id} was removed")),
+                Err(e) => error.cause(format!(
+                    "nothing was submitted, but the keypair made for {id} could not be removed ({}); remove it with km doctor --fix",
+                    e.message
+                )),
+            });
         }
     };
     ui::status(&format!(

@@ -266,3 +266,21 @@ fn the_manager_refuses_a_request_with_an_unknown_field_by_name() {
             .is_none()
     );
 }
+
+#[test]
+fn a_request_that_cannot_be_queued_takes_its_keypair_back() {
+    let env = TestEnv::new();
+    env.ok(&["init", "--sidecars"]);
+    // The queue is not a directory any more, so the request cannot be written.
+    let queue = platform_dir(&env).join("queue");
+    std::fs::remove_dir(&queue).unwrap();
+    std::fs::write(&queue, b"not a directory").unwrap();
+    let output = create_remote(&env, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("nothing was submitted; the keypair made for"),
+        "{stderr}"
+    );
+    assert_nothing_made(&env);
+}
