@@ -583,6 +583,11 @@ impl Platform for Ec2Platform {
         "systemctl is-active --quiet sshd".into()
     }
 
+    fn sessions_root(&self, _record: &SandboxRecord) -> String {
+        // One instance is one sandbox: every session on it is the sandbox's.
+        "1".into()
+    }
+
     fn host_key_path(&self, _record: &SandboxRecord) -> String {
         "\"${KM_ROOT:-}\"/etc/ssh/ssh_host_ed25519_key.pub".into()
     }

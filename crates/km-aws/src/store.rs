@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{
     ReturnValue, ScalarAttributeType, TransactWriteItem,
 };
 use km_core::id::{Alias, SandboxId};
-use km_core::record::{NewSandbox, SandboxRecord, SandboxStore, Status, StoreError};
+use km_core::record::{LockHolder, NewSandbox, SandboxRecord, SandboxStore, Status, StoreError};
 
 use crate::connect::{AwsSettings, block_on, runtime, sdk_config};
 use crate::failure::AwsFailure;
@@ -294,6 +294,12 @@ fn record_of(item: &Item) -> Option<SandboxRecord> {
         platform: text(item, "platform")?,
         status: text(item, "status")?.parse().ok()?,
         locked: flag("locked").unwrap_or(false),
+        lock_holder: match (text(item, "locked_by"), number("locked_at")) {
+            (Some(by), Some(since)) if flag("locked").unwrap_or(false) => {
+                Some(LockHolder { by, since })
+            }
+            _ => None,
+        },
         created_at: number("created_at").unwrap_or(0),
         vscode_enabled: flag("vscode_enabled").unwrap_or(true),
         key_fingerprint: text(item, "key_fingerprint"),
@@ -397,12 +403,23 @@ impl SandboxStore for DynamoStore {
         self.update(id, "SET #s = :v", vec![(":v", s(status.as_str()))])
     }
 
-    fn set_locked(&self, id: &SandboxId, locked: bool) -> Result<(), StoreError> {
-        self.update(
-            id,
-            "SET locked = :v",
-            vec![(":v", AttributeValue::Bool(locked))],
-        )
+    fn set_locked(&self, id: &SandboxId, holder: Option<&LockHolder>) -> Result<(), StoreError> {
+        match holder {
+            Some(holder) => self.update(
+                id,
+                "SET locked = :v, locked_by = :by, locked_at = :at",
+                vec![
+                    (":v", AttributeValue::Bool(true)),
+                    (":by", s(&holder.by)),
+                    (":at", AttributeValue::N(holder.since.to_string())),
+                ],
+            ),
+            None => self.update(
+                id,
+                "SET locked = :v REMOVE locked_by, locked_at",
+                vec![(":v", AttributeValue::Bool(false))],
+            ),
+        }
     }
 
     fn set_key_fingerprint(

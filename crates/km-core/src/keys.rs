@@ -76,6 +76,11 @@ impl KeyPair {
 
 /// Parses one ed25519 public key line (`ssh-ed25519 AAAA… [comment]`).
 pub fn parse_public_line(line: &str) -> Result<PublicKey, KeyError> {
+    // One line only: a newline or other control character inside (a comment, say) would put a
+    // second key into authorized_keys wherever the line is written.
+    if line.trim().chars().any(char::is_control) {
+        return Err(KeyError::NotEd25519(line.trim().to_owned()));
+    }
     let key = PublicKey::from_openssh(line.trim())
         .map_err(|_| KeyError::NotEd25519(line.trim().to_owned()))?;
     if key.algorithm() != Algorithm::Ed25519 {
@@ -123,6 +128,7 @@ mod tests {
             "ssh-ed25519",
             "ssh-rsa AAAA x",
             "ssh-ed25519 AAAA'; rm -rf / #",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGrMYzBeS4c0BkfRSRmcQgCVV7rEf/Dmj4CzNPRQLQnJ a\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGrMYzBeS4c0BkfRSRmcQgCVV7rEf/Dmj4CzNPRQLQnJ b",
         ] {
             assert!(parse_public_line(bad).is_err(), "{bad}");
         }

@@ -4,6 +4,7 @@
 //! at paths it is handed. Nothing here prints, talks to a network or knows about a platform.
 
 pub mod atomic_file;
+pub mod authorized_keys;
 pub mod id;
 pub mod keys;
 pub mod known_hosts;

@@ -121,6 +121,9 @@ pub trait Platform: Send + Sync {
     }
     /// A shell condition, run in the sandbox, that succeeds when sshd can serve.
     fn sshd_check(&self) -> String;
+    /// The PID under which this sandbox's sshd sessions run, inside the sandbox, as one shell
+    /// word: `km vscode revoke` ends sessions below it and nowhere else.
+    fn sessions_root(&self, record: &SandboxRecord) -> String;
     /// Where the sandbox's host public key is, inside the sandbox, as one shell word (quoted
     /// where needed).
     fn host_key_path(&self, record: &SandboxRecord) -> String;

@@ -72,6 +72,8 @@ pub struct SandboxRecord {
     pub status: Status,
     /// Whether `km lock` protects it.
     pub locked: bool,
+    /// Who locked it and when (`None` when unlocked, or locked by a km that did not say).
+    pub lock_holder: Option<LockHolder>,
     /// Unix seconds at creation.
     pub created_at: u64,
     /// Whether the profile enabled VS Code (sshd + the operator's key).
@@ -80,6 +82,15 @@ pub struct SandboxRecord {
     pub key_fingerprint: Option<String>,
     /// Platform-specific resources (instance ID, region, …).
     pub resources: serde_json::Value,
+}
+
+/// Who holds a sandbox's lock, as `km list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LockHolder {
+    /// The operator name (`km init --operator`, default user@host).
+    pub by: String,
+    /// Unix seconds when the lock was taken.
+    pub since: u64,
 }
 
 /// The fields a new record starts with.
@@ -137,8 +148,8 @@ pub trait SandboxStore {
     fn list(&self) -> Result<Vec<SandboxRecord>, StoreError>;
     /// Sets the recorded status.
     fn set_status(&self, id: &SandboxId, status: Status) -> Result<(), StoreError>;
-    /// Sets or clears the lock.
-    fn set_locked(&self, id: &SandboxId, locked: bool) -> Result<(), StoreError>;
+    /// Locks the sandbox for `holder`, or unlocks it (`None`).
+    fn set_locked(&self, id: &SandboxId, holder: Option<&LockHolder>) -> Result<(), StoreError>;
     /// Records the installed client key's fingerprint.
     fn set_key_fingerprint(
         &self,

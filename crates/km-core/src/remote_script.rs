@@ -115,42 +115,152 @@ pub fn install_key_script(comments: &[&str], new_line: Option<&str>) -> String {
     )
 }
 
-/// Removes the `authorized_keys` lines whose key is `key_material` (`type base64`), then
-/// ends the sessions that logged in with it: sshd (with `ExposeAuthInfo yes`) names each
-/// session's key in the file `$SSH_USER_AUTH`, which every process of the session inherits.
-/// Prints how many lines are left and the PIDs it stopped.
-pub fn revoke_key_script(key_material: &str) -> String {
-    // The base64 field alone identifies the key, in authorized_keys and in $SSH_USER_AUTH.
-    let material = shell_quote(key_material.split_whitespace().last().unwrap_or_default());
+/// Removes exactly `lines` from `authorized_keys` (every line km read that carries the key
+/// being revoked, whatever its options or comment), then ends this sandbox's sessions that
+/// logged in with the key whose base64 blob is `blob`, and prints what is left of the file.
+///
+/// A session is found by `$SSH_USER_AUTH` (sshd's `ExposeAuthInfo yes` names the session's key
+/// in that file, which its processes inherit) and ended whole: its sshd process, everything
+/// below it, every process of its login session (`setsid` by sshd) and every process carrying
+/// the same auth file. Only descendants of `sessions_root` (a shell word: the PID under which
+/// this sandbox's sessions run) are looked at, never the script's own ancestry. What did not
+/// end, and processes whose auth file is gone so their key cannot be told, are reported.
+pub fn revoke_key_script(lines: &[String], blob: &str, sessions_root: &str) -> String {
+    // An empty pattern file matches nothing; `printf` with no lines would write one empty
+    // pattern, which matches every line.
+    let drop_lines = if lines.is_empty() {
+        ": > \"$drop\"".to_owned()
+    } else {
+        let quoted: Vec<String> = lines.iter().map(|line| shell_quote(line)).collect();
+        format!("printf '%s\\n' {} > \"$drop\"", quoted.join(" "))
+    };
     format!(
-        "set -eu\numask 077\nf=\"$HOME/.ssh/authorized_keys\"\nk={material}\n\
-         tmp=\"$f.km-$$\"\n\
-         awk -v k=\"$k\" '{{ for (i = 1; i <= NF; i++) if ($i == k) next; print }}' \"$f\" > \"$tmp\"\n\
-         chmod 600 \"$tmp\"\nmv -f \"$tmp\" \"$f\"\n\
-         echo '{READBACK}'\ngrep -c -F -e \"$k\" \"$f\" || true\n\
-         echo '{SESSIONS}'\n\
-         for environ in /proc/[0-9]*/environ; do\n\
-         \x20 pid=${{environ#/proc/}}; pid=${{pid%/environ}}\n\
-         \x20 auth=$(tr '\\0' '\\n' < \"$environ\" 2>/dev/null | sed -n 's/^SSH_USER_AUTH=//p') || continue\n\
-         \x20 [ -n \"$auth\" ] && [ -r \"$auth\" ] && grep -q -F -e \"$k\" \"$auth\" || continue\n\
-         \x20 parent=$(sed -n 's/^PPid:[[:space:]]*//p' \"/proc/$pid/status\" 2>/dev/null) || parent=\n\
-         \x20 if [ -n \"$parent\" ] && grep -q '^sshd' \"/proc/$parent/comm\" 2>/dev/null; then kill -TERM \"$parent\" 2>/dev/null && echo \"$parent\" || true; fi\n\
-         \x20 kill -TERM \"$pid\" 2>/dev/null && echo \"$pid\" || true\n\
-         done\n"
+        "set -eu\numask 077\nf=\"$HOME/.ssh/authorized_keys\"\nk={blob}\nroot={sessions_root}\n\
+         drop=\"$f.km-drop-$$\"\ntmp=\"$f.km-$$\"\n\
+         {drop_lines}\n\
+         if [ -f \"$f\" ]; then grep -v -x -F -f \"$drop\" \"$f\" > \"$tmp\" || [ $? -eq 1 ]; else : > \"$tmp\"; fi\n\
+         rm -f \"$drop\"\nchmod 600 \"$tmp\"\nmv -f \"$tmp\" \"$f\"\n\
+         echo '{SESSIONS}'\n{END_SESSIONS}\
+         echo '{READBACK}'\ncat \"$f\"\n",
+        blob = shell_quote(blob),
     )
 }
 
-/// What [`revoke_key_script`] reported: lines still holding the key, and sessions stopped.
-pub fn parse_revoke(stdout: &str) -> (usize, Vec<u32>) {
-    let left = section(stdout, READBACK)
-        .first()
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(usize::MAX);
-    let stopped = section(stdout, SESSIONS)
-        .iter()
-        .filter_map(|pid| pid.trim().parse().ok())
-        .collect();
-    (left, stopped)
+/// The session-ending part of [`revoke_key_script`]: `$k` is the key's blob, `$root` the PID
+/// whose descendants are this sandbox's processes. Prints `ended PID`, `survived PID COMM` and
+/// `unknown PID COMM` lines.
+const END_SESSIONS: &str = r#"table=$(for s in /proc/[0-9]*/stat; do
+  { read -r line < "$s"; } 2>/dev/null || continue
+  p=${s#/proc/}; p=${p%/stat}
+  comm=${line#*(}; comm=${comm%)*}
+  case $comm in sshd*) comm=sshd ;; *) comm=other ;; esac
+  rest=${line##*) }
+  # shellcheck disable=SC2086
+  set -- $rest
+  printf '%s %s %s %s\n' "$p" "$2" "$4" "$comm"
+done)
+scope=$(printf '%s\n' "$table" | awk -v root="$root" -v self="$$" '
+  { parent[$1] = $2 }
+  END {
+    for (p in parent) {
+      q = p; n = 0
+      while (q != "" && q != root && q > 1 && n < 4096) { if (q == self) break; q = parent[q]; n++ }
+      if (q == root && p != root) {
+        a = self; mine = 0
+        while (a != "" && a > 1) { if (a == p) { mine = 1; break }; a = parent[a] }
+        if (!mine) print p
+      }
+    }
+  }')
+auths=$(for p in $scope; do
+  auth=$( { tr '\0' '\n' < "/proc/$p/environ"; } 2>/dev/null | sed -n 's/^SSH_USER_AUTH=//p' | head -n 1) || continue
+  [ -n "$auth" ] || continue
+  if [ -r "$auth" ]; then
+    if awk -v k="$k" '$1 == "publickey" && $3 == k { found = 1 } END { exit !found }' "$auth" 2>/dev/null; then
+      printf 'hit %s %s\n' "$p" "$auth"
+    else
+      printf 'other %s %s\n' "$p" "$auth"
+    fi
+  else
+    printf 'lost %s %s\n' "$p" "$auth"
+  fi
+done)
+victims=$( { printf '%s\n' "$table" | sed 's/^/proc /'; printf 'scope %s\n' $scope; printf '%s\n' "$auths"; } | awk '
+  $1 == "proc" { parent[$2] = $3; sid[$2] = $4; comm[$2] = $5; next }
+  $1 == "scope" { inscope[$2] = 1; next }
+  $1 == "hit" || $1 == "other" || $1 == "lost" { auth[$2] = $3; if ($1 == "hit") { hit[$2] = 1; hitauth[$3] = 1 } }
+  END {
+    for (p in hit) {
+      a = parent[p]
+      while (a != "" && inscope[a] && comm[a] != "sshd") a = parent[a]
+      if (a != "" && inscope[a]) top[a] = 1
+      if (comm[sid[p]] != "sshd" && inscope[sid[p]]) session[sid[p]] = 1
+    }
+    for (p in inscope) {
+      take = (p in top) || (p in hit) || ((p in auth) && (auth[p] in hitauth)) || (sid[p] in session)
+      q = parent[p]
+      while (!take && q != "" && inscope[q]) { if (q in top) take = 1; q = parent[q] }
+      if (take) print p
+    }
+  }')
+for p in $victims; do kill -TERM "$p" 2>/dev/null || true; done
+alive() { [ -e "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+tries=0
+left=
+while [ "$tries" -lt 30 ]; do
+  left=
+  for p in $victims; do if alive "$p"; then left="$left $p"; fi; done
+  [ -n "$left" ] || break
+  tries=$((tries + 1))
+  sleep 0.1
+done
+for p in $left; do kill -KILL "$p" 2>/dev/null || true; done
+[ -z "$left" ] || sleep 0.3
+for p in $victims; do
+  if alive "$p"; then printf 'survived %s %s\n' "$p" "$(cat "/proc/$p/comm" 2>/dev/null)"; else printf 'ended %s\n' "$p"; fi
+done
+printf '%s\n' "$auths" | while read -r kind p _; do
+  [ "$kind" = lost ] || continue
+  case " $victims " in *" $p "*) continue ;; esac
+  if alive "$p"; then printf 'unknown %s %s\n' "$p" "$(cat "/proc/$p/comm" 2>/dev/null)"; fi
+done
+"#;
+
+/// What [`revoke_key_script`] reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevokeReport {
+    /// The lines of `authorized_keys` after the removal, `None` if the script never got there.
+    pub remaining: Option<Vec<String>>,
+    /// Processes of the key's sessions that ended.
+    pub ended: Vec<u32>,
+    /// Processes of the key's sessions still running after SIGTERM and SIGKILL, with their name.
+    pub survived: Vec<(u32, String)>,
+    /// Processes of ended sessions whose key cannot be told (their auth file is gone).
+    pub unknown: Vec<(u32, String)>,
+}
+
+/// Parses what [`revoke_key_script`] printed.
+pub fn parse_revoke(stdout: &str) -> RevokeReport {
+    let mut report = RevokeReport::default();
+    for line in section(stdout, SESSIONS) {
+        let mut fields = line.splitn(3, ' ');
+        let (kind, pid, name) = (fields.next(), fields.next(), fields.next());
+        let Some(pid) = pid.and_then(|p| p.trim().parse().ok()) else {
+            continue;
+        };
+        let name = name.unwrap_or_default().trim().to_owned();
+        match kind {
+            Some("ended") => report.ended.push(pid),
+            Some("survived") => report.survived.push((pid, name)),
+            Some("unknown") => report.unknown.push((pid, name)),
+            _ => {}
+        }
+    }
+    // The file comes last and is read to the end, whatever its lines look like.
+    report.remaining = stdout
+        .split_once(&format!("{READBACK}\n"))
+        .map(|(_, rest)| rest.lines().map(str::to_owned).collect());
+    report
 }
 
 /// `text` as an awk string literal (km's comments never hold quotes or backslashes; they are

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use km_core::keys::{KeyPair, key_material};
+use km_core::keys::KeyPair;
 use km_core::remote_script::{
     install_key_script, parse_readback, parse_revoke, probe_script, revoke_key_script,
 };
@@ -93,7 +93,11 @@ fn remote_scripts() -> Vec<(String, String)> {
         ),
         (
             "revoke".into(),
-            revoke_key_script("AAAAC3NzaC1lZDI1NTE5AAAA"),
+            revoke_key_script(
+                &["from=\"1.2.3.4\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA it's".to_owned()],
+                "AAAAC3NzaC1lZDI1NTE5AAAA",
+                "\"$(cat \"$KM_ROOT/run/agent.pid\")\"",
+            ),
         ),
     ]
 }
@@ -152,14 +156,32 @@ fn installing_one_operators_key_keeps_everyone_elses_and_revoking_removes_only_t
     let now = std::fs::read_to_string(&keys).unwrap();
     assert_eq!(now, format!("{bob}\n{foreign}\n{rotated}\n"));
 
-    // Revoking Bob's key removes his line only.
-    let material = key_material(&bob).unwrap();
-    let out = run_in(home.path(), &revoke_key_script(&material));
-    assert_eq!(parse_revoke(&out).0, 0);
+    // Revoking Bob's key removes his lines only, the one with options too, and reads back the rest.
+    let with_options = format!("from=\"127.0.0.1\",no-pty {bob}");
+    std::fs::write(
+        &keys,
+        format!("{bob}\n{foreign}\n{with_options}\n{rotated}\n"),
+    )
+    .unwrap();
+    let blob = bob.split_whitespace().nth(1).unwrap();
+    let out = run_in(
+        home.path(),
+        &revoke_key_script(&[bob.clone(), with_options], blob, "1"),
+    );
+    let report = parse_revoke(&out);
+    assert_eq!(
+        report.remaining,
+        Some(vec![foreign.clone(), rotated.clone()])
+    );
+    assert!(report.survived.is_empty(), "{report:?}");
     assert_eq!(
         std::fs::read_to_string(&keys).unwrap(),
         format!("{foreign}\n{rotated}\n")
     );
+
+    // Nothing named: nothing removed, even though `grep -f` of an empty pattern matches all.
+    let out = run_in(home.path(), &revoke_key_script(&[], blob, "1"));
+    assert_eq!(parse_revoke(&out).remaining, Some(vec![foreign, rotated]));
 }
 
 #[test]

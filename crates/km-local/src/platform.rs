@@ -386,6 +386,12 @@ impl Platform for LocalPlatform {
         "\"$KM_SSHD\" -t -f \"$KM_ROOT/etc/sshd_config\"".into()
     }
 
+    fn sessions_root(&self, _record: &SandboxRecord) -> String {
+        // The agent spawns every sshd of the sandbox and is their subreaper: sessions of other
+        // sandboxes, which run as the same user, are never below it.
+        "\"$(cat \"$KM_ROOT/run/agent.pid\")\"".into()
+    }
+
     fn host_key_path(&self, record: &SandboxRecord) -> String {
         km_core::userdata::shell_quote(
             &self

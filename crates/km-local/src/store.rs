@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use km_core::id::{Alias, SandboxId};
-use km_core::record::{NewSandbox, SandboxRecord, SandboxStore, Status, StoreError};
+use km_core::record::{LockHolder, NewSandbox, SandboxRecord, SandboxStore, Status, StoreError};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// A sandbox store in one SQLite file.
@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     platform        TEXT NOT NULL,
     status          TEXT NOT NULL,
     locked          INTEGER NOT NULL DEFAULT 0,
+    locked_by       TEXT,
+    locked_at       INTEGER,
     created_at      INTEGER NOT NULL,
     vscode_enabled  INTEGER NOT NULL,
     key_fingerprint TEXT,
@@ -35,7 +37,11 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 ";
 
 const COLUMNS: &str = "number, id, alias, profile, profile_path, platform, status, locked, \
-                       created_at, vscode_enabled, key_fingerprint, resources";
+                       created_at, vscode_enabled, key_fingerprint, resources, locked_by, locked_at";
+
+/// Columns added after the first release, with their types: a store an older km made gets
+/// them when it is opened.
+const ADDED_COLUMNS: [(&str, &str); 2] = [("locked_by", "TEXT"), ("locked_at", "INTEGER")];
 
 fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -55,6 +61,7 @@ impl SqliteStore {
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(backend)?;
         connection.execute_batch(SCHEMA).map_err(backend)?;
+        add_missing_columns(&connection)?;
         Ok(Self { connection })
     }
 
@@ -90,6 +97,33 @@ impl SqliteStore {
     }
 }
 
+fn add_missing_columns(connection: &Connection) -> Result<(), StoreError> {
+    let mut statement = connection
+        .prepare("SELECT name FROM pragma_table_info('sandboxes')")
+        .map_err(backend)?;
+    let present: Vec<String> = statement
+        .query_map([], |row| row.get(0))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    for (name, kind) in ADDED_COLUMNS {
+        if present.iter().any(|p| p == name) {
+            continue;
+        }
+        match connection.execute(
+            &format!("ALTER TABLE sandboxes ADD COLUMN {name} {kind}"),
+            [],
+        ) {
+            // Another km opening the same store at the same moment added it first.
+            Err(e) if e.to_string().contains("duplicate column") => {}
+            other => {
+                other.map_err(backend)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn from_row(row: &Row<'_>) -> rusqlite::Result<SandboxRecord> {
     let bad = |i: usize, e: String| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
@@ -110,6 +144,16 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SandboxRecord> {
         platform: row.get(5)?,
         status: status.parse().map_err(|e| bad(6, e))?,
         locked: row.get(7)?,
+        lock_holder: match (
+            row.get::<_, Option<String>>(12)?,
+            row.get::<_, Option<i64>>(13)?,
+        ) {
+            (Some(by), Some(since)) if row.get::<_, bool>(7)? => Some(LockHolder {
+                by,
+                since: u64::try_from(since).unwrap_or(0),
+            }),
+            _ => None,
+        },
         created_at: u64::try_from(row.get::<_, i64>(8)?).unwrap_or(0),
         vscode_enabled: row.get(9)?,
         key_fingerprint: row.get(10)?,
@@ -175,12 +219,26 @@ impl SandboxStore for SqliteStore {
         )
     }
 
-    fn set_locked(&self, id: &SandboxId, locked: bool) -> Result<(), StoreError> {
-        self.update(
-            id,
-            "UPDATE sandboxes SET locked = ?1 WHERE id = ?2",
-            &locked,
-        )
+    fn set_locked(&self, id: &SandboxId, holder: Option<&LockHolder>) -> Result<(), StoreError> {
+        let changed = self
+            .connection
+            .execute(
+                "UPDATE sandboxes SET locked = ?1, locked_by = ?2, locked_at = ?3 WHERE id = ?4",
+                params![
+                    holder.is_some(),
+                    holder.map(|h| h.by.as_str()),
+                    holder.map(|h| i64::try_from(h.since).unwrap_or(i64::MAX)),
+                    id.as_str()
+                ],
+            )
+            .map_err(backend)?;
+        if changed == 0 {
+            return Err(StoreError::NotFound {
+                reference: id.to_string(),
+                tried: "as a sandbox ID".into(),
+            });
+        }
+        Ok(())
     }
 
     fn set_key_fingerprint(

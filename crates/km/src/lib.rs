@@ -23,10 +23,15 @@ use clap::Parser;
 
 /// Runs km with the process's arguments and environment.
 pub fn run() -> ExitCode {
-    // A shell asking what completes the command line (COMPLETE=<shell>) is answered, then km exits.
-    clap_complete::CompleteEnv::with_factory(<cli::Cli as clap::CommandFactory>::command)
-        .var(commands::COMPLETE_VAR)
-        .complete();
+    // A shell asking what completes the command line is answered, then km exits. Only km's own
+    // protocol counts (`_KM_COMPLETE=<shell> km -- words…`, as the registered scripts call it):
+    // the variable in an environment, or a shell name without `--`, never hijacks a command.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if commands::is_completion_request(std::env::var_os(commands::COMPLETE_VAR).as_deref(), &args) {
+        clap_complete::CompleteEnv::with_factory(<cli::Cli as clap::CommandFactory>::command)
+            .var(commands::COMPLETE_VAR)
+            .complete();
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -25,6 +25,7 @@ use crate::commands::create::{Maker, Plan, make};
 use crate::commands::destroy::forget_operator_state;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult, io_at};
+use crate::interrupts::{INTERRUPTED_EXIT, Interrupts};
 use crate::ui;
 
 /// The request field that carries the operator's public key.
@@ -193,6 +194,14 @@ impl Layout {
     fn results(&self) -> PathBuf {
         self.dir.join("results")
     }
+    /// Requests a manager has claimed (moved out of the queue) and is performing.
+    fn working(&self) -> PathBuf {
+        self.dir.join("working")
+    }
+    /// Queue entries that were not requests (not regular files), set aside with their names.
+    fn rejected(&self) -> PathBuf {
+        self.dir.join("rejected")
+    }
     fn lock(&self) -> PathBuf {
         self.dir.join("manager.lock")
     }
@@ -206,7 +215,13 @@ const SIDECARS: &str = "km init --sidecars";
 /// `km init --sidecars`: installs this km as the manager, with its manifest.
 pub(crate) fn install(context: &Context) -> CommandResult<()> {
     let layout = Layout::of(context);
-    for dir in [&layout.dir, &layout.queue(), &layout.results()] {
+    for dir in [
+        &layout.dir,
+        &layout.queue(),
+        &layout.results(),
+        &layout.working(),
+        &layout.rejected(),
+    ] {
         ensure_private_dir(dir, 0o700).map_err(io_at(dir))?;
     }
     let wanted = Manifest::of_this_build(&context.km_exe)?;
@@ -270,6 +285,11 @@ pub(crate) fn status(context: &Context) -> Option<Result<String, String>> {
         {
             Ok(format!("{} (this km)", manifest.short()))
         }
+        Some((manifest, _)) if manifest.build_id == this.build_id => Err(format!(
+            "the management component's program {} was replaced: it is not the build its manifest names ({}) — run: {SIDECARS}",
+            layout.manager().display(),
+            manifest.short()
+        )),
         Some((manifest, _)) => Err(difference(&manifest, &this, SIDECARS)),
         None => Err(format!(
             "the management component under {} is damaged — run: {SIDECARS}",
@@ -397,52 +417,139 @@ fn wake(layout: &Layout) -> CommandResult<Child> {
     })
 }
 
-/// Waits for the manager's outcome for `request_id`.
+/// Why the CLI stopped waiting for a request without its outcome.
+enum GaveUp {
+    /// Ctrl-C (or SIGTERM/SIGHUP).
+    Interrupted,
+    /// The manager process exited and wrote no result.
+    ManagerExited,
+    /// [`WAIT_LIMIT`] passed.
+    TimedOut,
+}
+
+/// Reads the manager's outcome for `request_id`, if it wrote one, and removes it: a result
+/// the CLI has read is kept nowhere.
+fn take_result(layout: &Layout, request_id: &str) -> CommandResult<Option<Outcome>> {
+    let path = layout.results().join(format!("{request_id}.json"));
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    let outcome = serde_json::from_slice(&bytes).map_err(|e| {
+        CommandError::user(format!(
+            "the manager's result {} is unreadable",
+            path.display()
+        ))
+        .cause(e)
+    })?;
+    let _ = std::fs::remove_file(&path);
+    Ok(Some(outcome))
+}
+
+/// Waits for the manager's outcome for `request_id`, until it comes, the manager exits
+/// without it, a stop signal arrives or the wait limit passes.
 fn wait_for(
     layout: &Layout,
     request_id: &str,
     mut manager: Child,
     label: &str,
-) -> CommandResult<Outcome> {
-    let path = layout.results().join(format!("{request_id}.json"));
+    interrupts: &Interrupts,
+) -> CommandResult<Result<Outcome, GaveUp>> {
     let _spinner = ui::Spinner::start(label);
     let deadline = Instant::now() + WAIT_LIMIT;
     let mut manager_done = false;
-    loop {
-        if let Ok(bytes) = std::fs::read(&path) {
-            let outcome: Outcome = serde_json::from_slice(&bytes).map_err(|e| {
-                CommandError::user(format!(
-                    "the manager's result {} is unreadable",
-                    path.display()
-                ))
-                .cause(e)
-            })?;
+    let gave_up = loop {
+        if let Some(outcome) = take_result(layout, request_id)? {
             if !manager_done {
                 // Reaped later is fine, but never left as a zombie of ours.
                 std::thread::spawn(move || manager.wait());
             }
-            return Ok(outcome);
+            return Ok(Ok(outcome));
+        }
+        if interrupts.received() {
+            break GaveUp::Interrupted;
         }
         if !manager_done && manager.try_wait().ok().flatten().is_some() {
             manager_done = true;
             // The result may have landed just before the manager exited.
-            if path.exists() {
-                continue;
-            }
-            return Err(CommandError::user(format!(
-                "the manager exited without a result for request {request_id}"
-            ))
-            .hint(format!("see {}", layout.log().display())));
+            continue;
+        }
+        if manager_done {
+            break GaveUp::ManagerExited;
         }
         if Instant::now() > deadline {
-            return Err(CommandError::user(format!(
-                "the manager has not finished request {request_id} after {} minutes",
-                WAIT_LIMIT.as_secs() / 60
-            ))
-            .hint(format!("see {} and km list", layout.log().display())));
+            break GaveUp::TimedOut;
         }
         std::thread::sleep(POLL);
+    };
+    if !manager_done {
+        std::thread::spawn(move || manager.wait());
     }
+    Ok(Err(gave_up))
+}
+
+/// What became of a request the CLI stopped waiting for.
+enum Withdrawal {
+    /// Taken out of the queue before any manager started it: nothing of it will happen.
+    Withdrawn,
+    /// A manager had already started it; it goes on without the CLI.
+    Started,
+    /// It finished meanwhile.
+    Finished(Outcome),
+}
+
+/// Takes `request_id` out of the queue if no manager has claimed it yet. A manager claims a
+/// request by renaming it out of the queue, so exactly one of the two wins.
+fn withdraw(layout: &Layout, request_id: &str) -> CommandResult<Withdrawal> {
+    let queued = layout.queue().join(format!("{request_id}.json"));
+    match std::fs::remove_file(&queued) {
+        Ok(()) => return Ok(Withdrawal::Withdrawn),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io_at(&queued)(e));
+        }
+        Err(_) => {}
+    }
+    Ok(match take_result(layout, request_id)? {
+        Some(outcome) => Withdrawal::Finished(outcome),
+        None => Withdrawal::Started,
+    })
+}
+
+/// The error for a request the CLI gave up on that a manager is still performing.
+fn still_running(layout: &Layout, what: &str, gave_up: &GaveUp, follow: &str) -> CommandError {
+    let why = match gave_up {
+        GaveUp::Interrupted => "interrupted",
+        GaveUp::ManagerExited => "the manager that was started exited without a result",
+        GaveUp::TimedOut => "gave up waiting",
+    };
+    let mut error = CommandError::user(format!(
+        "{why}, but the management component had already started to {what}: it goes on without this terminal"
+    ))
+    .hint(follow.to_owned())
+    .hint(format!("its log: {}", layout.log().display()));
+    if matches!(gave_up, GaveUp::Interrupted) {
+        error.exit_code = INTERRUPTED_EXIT;
+    }
+    error
+}
+
+/// The error for a request taken back before it started.
+fn withdrawn(layout: &Layout, what: &str, gave_up: &GaveUp, retry: &str) -> CommandError {
+    let why = match gave_up {
+        GaveUp::Interrupted => "interrupted".to_owned(),
+        GaveUp::ManagerExited => format!(
+            "the manager exited without performing the request (see {})",
+            layout.log().display()
+        ),
+        GaveUp::TimedOut => "no manager started the request in time".to_owned(),
+    };
+    let mut error = CommandError::user(format!(
+        "{why}: the request to {what} was withdrawn before it started; nothing of it will happen"
+    ))
+    .hint(retry.to_owned());
+    if matches!(gave_up, GaveUp::Interrupted) {
+        error.exit_code = INTERRUPTED_EXIT;
+    }
+    error
 }
 
 fn request_id(id: &SandboxId, kind: &str) -> String {
@@ -491,6 +598,14 @@ pub(crate) fn create_remote(
     } else {
         None
     };
+    if let Some(line) = &public_line {
+        single_key_line(line).map_err(|why| {
+            CommandError::user(format!(
+                "the public key made for {id} is not one ssh-ed25519 line"
+            ))
+            .cause(why)
+        })?;
+    }
     let request_id = request_id(&id, "create");
     let mut request = serde_json::json!({
         "request_id": request_id,
@@ -505,9 +620,13 @@ pub(crate) fn create_remote(
             .to_string(),
     });
     request[VSCODE_KEY_FIELD] = serde_json::json!(public_line);
+    // Held from before the request is queued, so a Ctrl-C can always withdraw it.
+    let interrupts = Interrupts::hold()
+        .map_err(|e| CommandError::user("cannot install km's signal handlers").cause(e))?;
     let manager = match submit(&layout, &request_id, &request) {
         Ok(manager) => manager,
         Err(error) => {
+            let _ = withdraw(&layout, &request_id);
             return Err(match forget_operator_state(context, &id) {
                 Ok(()) => error.cause(format!("nothing was submitted; the keypair made for {id} was removed")),
                 Err(e) => error.cause(format!(
@@ -523,7 +642,7 @@ pub(crate) fn create_remote(
     if args.no_wait {
         ui::data(id.as_str());
         ui::status(&format!(
-            "next: km list shows its progress; then km vscode start {id}"
+            "next: km list shows it once it is made; then km vscode start {id}"
         ));
         std::thread::spawn(move || {
             let mut manager = manager;
@@ -531,7 +650,44 @@ pub(crate) fn create_remote(
         });
         return Ok(ExitCode::SUCCESS);
     }
-    let outcome = wait_for(&layout, &request_id, manager, &format!("creating {id}"))?;
+    let waited = wait_for(
+        &layout,
+        &request_id,
+        manager,
+        &format!("creating {id}"),
+        &interrupts,
+    )?;
+    let outcome = match waited {
+        Ok(outcome) => outcome,
+        Err(gave_up) => match withdraw(&layout, &request_id)? {
+            Withdrawal::Finished(outcome) => outcome,
+            Withdrawal::Withdrawn => {
+                let error = withdrawn(
+                    &layout,
+                    &format!("create {id}"),
+                    &gave_up,
+                    &format!("km create {} --remote", args.profile.display()),
+                );
+                return Err(match forget_operator_state(context, &id) {
+                    Ok(()) => error.cause(format!("the keypair made for {id} was removed")),
+                    Err(e) => error.cause(format!(
+                        "the keypair made for {id} could not be removed ({}); km doctor --fix removes it",
+                        e.message
+                    )),
+                });
+            }
+            Withdrawal::Started => {
+                return Err(still_running(
+                    &layout,
+                    &format!("create {id}"),
+                    &gave_up,
+                    &format!(
+                        "follow it with km list; once {id} is running, km vscode start {id} pins its host key and connects"
+                    ),
+                ));
+            }
+        },
+    };
     if outcome.state != "done" {
         let removed = forget_operator_state(context, &id);
         let mut error =
@@ -585,8 +741,40 @@ pub(crate) fn destroy_remote(
     let request_id = request_id(id, "destroy");
     let request =
         serde_json::json!({ "request_id": request_id, "sandbox_id": id, "force": args.force });
+    let interrupts = Interrupts::hold()
+        .map_err(|e| CommandError::user("cannot install km's signal handlers").cause(e))?;
     let manager = submit(&layout, &request_id, &request)?;
-    let outcome = wait_for(&layout, &request_id, manager, &format!("destroying {id}"))?;
+    let waited = wait_for(
+        &layout,
+        &request_id,
+        manager,
+        &format!("destroying {id}"),
+        &interrupts,
+    )?;
+    let outcome = match waited {
+        Ok(outcome) => outcome,
+        Err(gave_up) => match withdraw(&layout, &request_id)? {
+            Withdrawal::Finished(outcome) => outcome,
+            Withdrawal::Withdrawn => {
+                return Err(withdrawn(
+                    &layout,
+                    &format!("destroy {id}"),
+                    &gave_up,
+                    &format!("km destroy {id} --remote"),
+                ));
+            }
+            Withdrawal::Started => {
+                return Err(still_running(
+                    &layout,
+                    &format!("destroy {id}"),
+                    &gave_up,
+                    &format!(
+                        "follow it with km list; once {id} is gone, km doctor --fix removes this machine's key, ssh config entry and host key pin for it"
+                    ),
+                ));
+            }
+        },
+    };
     if outcome.state != "done" {
         return Err(
             CommandError::user(format!("the management component could not destroy {id}"))
@@ -615,50 +803,172 @@ pub(crate) fn print_manifest(context: &Context) -> CommandResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long a result nobody read is kept (a `--no-wait` request's, or one whose CLI died).
+const RESULT_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// `km __manager serve`: works the queue until it is empty. One manager at a time.
 pub(crate) fn serve(context: &Context) -> CommandResult<ExitCode> {
     let layout = Layout::of(context);
+    for dir in [layout.working(), layout.rejected()] {
+        ensure_private_dir(&dir, 0o700).map_err(io_at(&dir))?;
+    }
     let _one_at_a_time = FileLock::acquire(&layout.lock()).map_err(io_at(&layout.lock()))?;
+    prune_results(&layout);
+    // A request left claimed was being performed by a manager that died: it is reported as
+    // failed, never silently performed twice.
+    for path in entries(&layout.working())? {
+        let outcome = Outcome {
+            request_id: request_id_of(&path),
+            state: "failed".into(),
+            error: Some(
+                "the manager stopped while performing this request; see km list and km doctor"
+                    .into(),
+            ),
+        };
+        finish(&layout, &path, &outcome)?;
+    }
     loop {
-        let mut pending: Vec<PathBuf> = std::fs::read_dir(layout.queue())
-            .map_err(io_at(&layout.queue()))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-            .collect();
+        let pending = entries(&layout.queue())?;
         if pending.is_empty() {
             return Ok(ExitCode::SUCCESS);
         }
-        pending.sort();
-        for path in pending {
-            let outcome = perform(context, &path);
-            let text = serde_json::to_vec_pretty(&outcome)
-                .map_err(|e| CommandError::user("cannot encode a result").cause(e))?;
-            let result = layout
-                .results()
-                .join(format!("{}.json", outcome.request_id));
-            write_atomic(&result, &text, 0o600).map_err(io_at(&result))?;
-            std::fs::remove_file(&path).map_err(io_at(&path))?;
+        for queued in pending {
+            let Some(name) = queued.file_name() else {
+                continue;
+            };
+            let claimed = layout.working().join(name);
+            // The claim: once renamed, the CLI can no longer withdraw it.
+            match std::fs::rename(&queued, &claimed) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_at(&queued)(e)),
+            }
+            let outcome = perform(context, &claimed);
+            finish(&layout, &claimed, &outcome)?;
         }
     }
 }
 
-/// Decodes and performs one queued request; every failure becomes its outcome.
-fn perform(context: &Context, path: &Path) -> Outcome {
-    let request_id = path
-        .file_stem()
+/// The `*.json` entries of `dir`, sorted (oldest request first: IDs carry the time).
+fn entries(dir: &Path) -> CommandResult<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io_at(dir))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+fn request_id_of(path: &Path) -> String {
+    path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let failed = |error: String| Outcome {
-        request_id: request_id.clone(),
-        state: "failed".into(),
-        error: Some(error),
+        .unwrap_or_default()
+}
+
+/// Writes `outcome` and clears the claimed request: a regular file is removed, anything else
+/// is set aside under `rejected/` for a person to look at.
+fn finish(layout: &Layout, claimed: &Path, outcome: &Outcome) -> CommandResult<()> {
+    let text = serde_json::to_vec_pretty(outcome)
+        .map_err(|e| CommandError::user("cannot encode a result").cause(e))?;
+    let result = layout
+        .results()
+        .join(format!("{}.json", outcome.request_id));
+    write_atomic(&result, &text, 0o600).map_err(io_at(&result))?;
+    let regular = std::fs::symlink_metadata(claimed).is_ok_and(|m| m.file_type().is_file());
+    let cleared = if regular {
+        std::fs::remove_file(claimed)
+    } else {
+        let aside = layout.rejected().join(format!(
+            "{}.{}",
+            claimed
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        std::fs::rename(claimed, aside)
     };
-    let value: serde_json::Value = match std::fs::read(path)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
-    {
+    match cleared {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_at(claimed)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes results older than [`RESULT_KEEP`].
+fn prune_results(layout: &Layout) {
+    let Ok(found) = entries(&layout.results()) else {
+        return;
+    };
+    for path in found {
+        let old = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > RESULT_KEEP);
+        if old {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Reads a claimed request without ever blocking: a FIFO opens at once with `O_NONBLOCK`, and
+/// anything that is not a regular file is refused before it is read.
+fn read_request(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| format!("the request cannot be opened ({e}); it was set aside"))?;
+    let kind = file
+        .metadata()
+        .map_err(|e| format!("the request cannot be examined: {e}"))?
+        .file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if std::os::unix::fs::FileTypeExt::is_fifo(&kind) {
+            "a FIFO"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "the queue entry is {what}, not a request; it was set aside under rejected/"
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_REQUEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("the request cannot be read: {e}"))?;
+    if bytes.len() as u64 > MAX_REQUEST_BYTES {
+        return Err(format!(
+            "the request is larger than {MAX_REQUEST_BYTES} bytes"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// No request km writes comes near this (a resolved profile and one key line).
+const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+
+/// Decodes and performs one claimed request; every failure becomes its outcome.
+fn perform(context: &Context, path: &Path) -> Outcome {
+    let request_id = request_id_of(path);
+    let failed = |error: String| {
+        ui::warn(&format!("request {request_id} failed: {error}"));
+        Outcome {
+            request_id: request_id.clone(),
+            state: "failed".into(),
+            error: Some(error),
+        }
+    };
+    let value: serde_json::Value = match read_request(path).and_then(|bytes| {
+        serde_json::from_slice(&bytes).map_err(|e| format!("the request is not readable JSON: {e}"))
+    }) {
         Ok(value) => value,
-        Err(e) => return failed(format!("the request is not readable JSON: {e}")),
+        Err(e) => return failed(e),
     };
     let kind = request_id.split('-').next().unwrap_or_default();
     let done = match kind {
@@ -676,11 +986,33 @@ fn perform(context: &Context, path: &Path) -> Outcome {
             state: "done".into(),
             error: None,
         },
-        Err(error) => {
-            ui::warn(&format!("request {request_id} failed: {error}"));
-            failed(error)
-        }
+        Err(error) => failed(error),
     }
+}
+
+/// The sandboxes of create requests that are queued or being performed: their keypairs exist
+/// on this machine before their records do.
+pub(crate) fn pending_creates(context: &Context) -> Vec<SandboxId> {
+    let layout = Layout::of(context);
+    [layout.queue(), layout.working()]
+        .iter()
+        .filter_map(|dir| entries(dir).ok())
+        .flatten()
+        .filter(|path| request_id_of(path).starts_with("create-"))
+        .filter_map(|path| {
+            let value: serde_json::Value =
+                serde_json::from_slice(&read_request(&path).ok()?).ok()?;
+            value.get("sandbox_id")?.as_str()?.parse().ok()
+        })
+        .collect()
+}
+
+/// Refuses anything but exactly one `ssh-ed25519` public key line: a newline in a comment
+/// would install a second key.
+fn single_key_line(line: &str) -> Result<(), String> {
+    km_core::keys::parse_public_line(line)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn create(context: &Context, request: &CreateRequest) -> Result<(), String> {
@@ -701,6 +1033,10 @@ fn create(context: &Context, request: &CreateRequest) -> Result<(), String> {
     })?;
     #[cfg(not(feature = "manager-without-vscode-key"))]
     let public_line = request.vscode_ssh_pub_key.clone();
+    #[cfg(not(feature = "manager-without-vscode-key"))]
+    if let Some(line) = &public_line {
+        single_key_line(line).map_err(|why| format!("{VSCODE_KEY_FIELD} was refused: {why}"))?;
+    }
     #[cfg(feature = "manager-without-vscode-key")]
     let public_line = None;
     let plan = Plan {

@@ -17,8 +17,23 @@ use crate::cli::{Cli, CompletionShell, CompletionsArgs};
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 
-/// The variable that makes km answer a completion request instead of running a command.
-pub(crate) const COMPLETE_VAR: &str = "COMPLETE";
+/// The variable that makes km answer a completion request instead of running a command. It is
+/// km's own: a generic `COMPLETE` set for another tool must not change what km does.
+pub(crate) const COMPLETE_VAR: &str = "_KM_COMPLETE";
+
+/// How long completion waits for the sandbox list: a TAB press must never hang on a locked
+/// store or a slow network; it offers nothing instead.
+const CANDIDATES_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether this process was started by a registered completion script: the variable names a
+/// shell km completes for, and the words to complete follow a `--` right after the program.
+pub(crate) fn is_completion_request(
+    var: Option<&std::ffi::OsStr>,
+    args: &[std::ffi::OsString],
+) -> bool {
+    let shell_named = var.is_some_and(|v| matches!(v.to_str(), Some("bash" | "zsh" | "fish")));
+    shell_named && args.get(1).is_some_and(|a| a == "--")
+}
 
 pub(crate) fn completions(args: &CompletionsArgs) -> CommandResult<ExitCode> {
     let shell: &dyn EnvCompleter = match args.shell {
@@ -36,6 +51,15 @@ pub(crate) fn completions(args: &CompletionsArgs) -> CommandResult<ExitCode> {
 /// Every sandbox's ID and alias, for completing a `<sb>` argument; nothing when km is not set
 /// up or its store cannot be read (completion must never fail loudly, or create files).
 pub(crate) fn sandbox_candidates() -> Vec<CompletionCandidate> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    // Left running if it is slow: km exits as soon as the candidates are printed.
+    std::thread::spawn(move || {
+        let _ = sender.send(listed_candidates());
+    });
+    receiver.recv_timeout(CANDIDATES_WAIT).unwrap_or_default()
+}
+
+fn listed_candidates() -> Vec<CompletionCandidate> {
     let Ok(context) = Context::from_process() else {
         return Vec::new();
     };
@@ -73,4 +97,29 @@ pub(crate) fn man() -> CommandResult<ExitCode> {
 fn emit(bytes: &[u8]) -> CommandResult<ExitCode> {
     let _ = std::io::stdout().lock().write_all(bytes);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_completion_request;
+    use std::ffi::{OsStr, OsString};
+
+    fn args(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn only_the_registered_protocol_asks_for_completion() {
+        let bash = Some(OsStr::new("bash"));
+        assert!(is_completion_request(
+            bash,
+            &args(&["km", "--", "km", "li"])
+        ));
+        assert!(!is_completion_request(bash, &args(&["km", "list"])));
+        assert!(!is_completion_request(
+            Some(OsStr::new("1")),
+            &args(&["km", "--", "km"])
+        ));
+        assert!(!is_completion_request(None, &args(&["km", "--", "km"])));
+    }
 }

@@ -16,8 +16,11 @@ pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCo
     let record = context.resolve(store.as_ref(), &args.sandbox)?;
     let id = &record.id;
     if record.locked && !args.force {
-        return Err(CommandError::user(format!("sandbox {id} is locked"))
-            .hint(format!("km unlock {id}, or pass --force")));
+        return Err(CommandError::user(format!(
+            "sandbox {id} is locked by {}",
+            super::lifecycle::lock_description(&record)
+        ))
+        .hint(format!("km unlock {id}, or pass --force")));
     }
     if !args.yes
         && !ui::confirm_or_refuse(

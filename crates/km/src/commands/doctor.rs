@@ -214,11 +214,7 @@ fn modes(context: &Context, report: &mut Report, fix: bool) {
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        let private = !(name.ends_with(".pub")
-            || name.ends_with(".pub.new")
-            || name.ends_with(".lock")
-            || name.starts_with(TEMP_PREFIX));
-        if !private {
+        if !is_private_key_name(&name) {
             continue;
         }
         if let Some(mode) = mode_of(&path).filter(|m| *m & 0o077 != 0) {
@@ -236,6 +232,13 @@ fn modes(context: &Context, report: &mut Report, fix: bool) {
             );
         }
     }
+}
+
+/// Whether `name` in `~/.km/keys` is a private key km wrote (`<id>` or a pending `<id>.new`):
+/// anything else there is not km's to judge or chmod.
+fn is_private_key_name(name: &str) -> bool {
+    let id = name.strip_suffix(".new").unwrap_or(name);
+    id.parse::<SandboxId>().is_ok()
 }
 
 fn temps(context: &Context, report: &mut Report, fix: bool) {
@@ -259,20 +262,37 @@ fn temps(context: &Context, report: &mut Report, fix: bool) {
         if strays.is_empty() {
             continue;
         }
-        let fixed = fix.then(|| {
-            let removed = remove_stale_temps(&dir).len();
-            format!("removed {removed} whose writer is gone")
-        });
-        report.problem(
-            "temp files",
-            format!(
-                "{} in {}: {}",
-                strays.len(),
-                dir.display(),
-                strays.join(", ")
-            ),
-            fixed,
+        let removed = if fix {
+            remove_stale_temps(&dir).len()
+        } else {
+            0
+        };
+        let detail = format!(
+            "{} in {}: {}",
+            strays.len(),
+            dir.display(),
+            strays.join(", ")
         );
+        match (fix, removed) {
+            (true, 0) => report.ok(
+                "temp files",
+                format!("{detail} (their writers still run: left alone)"),
+            ),
+            (true, n) if n < strays.len() => report.problem(
+                "temp files",
+                detail,
+                Some(format!(
+                    "removed {n}; the other {} belong to a km that still runs",
+                    strays.len() - n
+                )),
+            ),
+            (true, n) => report.problem(
+                "temp files",
+                detail,
+                Some(format!("removed {n} whose writer is gone")),
+            ),
+            (false, _) => report.problem("temp files", detail, None),
+        }
     }
 }
 
@@ -366,13 +386,17 @@ fn effective_values(context: &Context, id: &SandboxId, lines: &[String], report:
         {
             continue;
         }
-        let want = format!("{key} {}", value.trim().trim_matches('"').to_lowercase());
-        if !resolved.lines().any(|l| l == want) {
-            let got = resolved
-                .lines()
-                .find(|l| l.starts_with(&format!("{key} ")))
-                .unwrap_or("unset");
-            overridden.push(format!("{key}: km wrote {}, ssh uses {got}", value.trim()));
+        let want = openssh_meaning(value.trim().trim_matches('"'));
+        let got = resolved
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} ")))
+            .map(openssh_meaning);
+        if got.as_deref() != Some(want.as_str()) {
+            overridden.push(format!(
+                "{key}: km wrote {}, ssh uses {}",
+                value.trim(),
+                got.as_deref().unwrap_or("nothing")
+            ));
         }
     }
     if overridden.is_empty() {
@@ -394,8 +418,26 @@ fn effective_values(context: &Context, id: &SandboxId, lines: &[String], report:
     }
 }
 
+/// What an OpenSSH option value means, whatever its spelling: `ssh -G` prints some `yes`
+/// values as `true` (StrictHostKeyChecking, OpenSSH 9.2) and keywords in any case.
+fn openssh_meaning(value: &str) -> String {
+    let value = value.trim().to_lowercase();
+    match value.as_str() {
+        "yes" | "true" => "yes".to_owned(),
+        "no" | "false" | "off" => "no".to_owned(),
+        _ => value,
+    }
+}
+
 fn keys_and_pins(context: &Context, records: &[SandboxRecord], report: &mut Report, fix: bool) {
-    let known: BTreeSet<String> = records.iter().map(|r| r.id.to_string()).collect();
+    // A `create --remote` makes its keypair before the manager makes the record: a queued or
+    // running request's key is not an orphan.
+    let known: BTreeSet<String> = records
+        .iter()
+        .map(|r| r.id.clone())
+        .chain(crate::manager::pending_creates(context))
+        .map(|id| id.to_string())
+        .collect();
     if let Ok(entries) = std::fs::read_dir(context.paths.keys_dir()) {
         let mut orphans = BTreeSet::new();
         for entry in entries.filter_map(Result::ok) {
@@ -534,5 +576,33 @@ fn sandboxes(
                 fixed,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_private_key_name, openssh_meaning};
+
+    #[test]
+    fn only_km_key_names_are_private_keys() {
+        assert!(is_private_key_name("sb-0123abcd"));
+        assert!(is_private_key_name("sb-0123abcd.new"));
+        for other in [
+            "README.txt",
+            "sb-0123abcd.pub",
+            "sb-0123abcd.rekey.lock",
+            "notes",
+        ] {
+            assert!(!is_private_key_name(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn yes_and_true_mean_the_same_and_other_values_keep_theirs() {
+        assert_eq!(openssh_meaning("yes"), openssh_meaning("true"));
+        assert_eq!(openssh_meaning("No"), openssh_meaning("false"));
+        assert_ne!(openssh_meaning("yes"), openssh_meaning("no"));
+        assert_eq!(openssh_meaning("accept-new"), "accept-new");
+        assert_eq!(openssh_meaning("Km-SB-0123abcd"), "km-sb-0123abcd");
     }
 }

@@ -1,8 +1,9 @@
 //! `km stop`, `km resume`, `km lock`, `km unlock`.
 
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use km_core::record::Status;
+use km_core::record::{LockHolder, SandboxRecord, Status};
 
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
@@ -40,6 +41,18 @@ pub(crate) fn resume(context: &Context, reference: &str) -> CommandResult<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// `alice@laptop since 2026-11-30T21:49:00Z`, or what is known of an older km's lock.
+pub(crate) fn lock_description(record: &SandboxRecord) -> String {
+    match &record.lock_holder {
+        Some(holder) => format!(
+            "{} since {}",
+            ui::printable(&holder.by),
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(holder.since))
+        ),
+        None => "an older km that did not record who".to_owned(),
+    }
+}
+
 pub(crate) fn set_lock(
     context: &Context,
     reference: &str,
@@ -47,7 +60,32 @@ pub(crate) fn set_lock(
 ) -> CommandResult<ExitCode> {
     let store = context.store()?;
     let record = context.resolve(store.as_ref(), reference)?;
-    store.set_locked(&record.id, locked)?;
+    let id = &record.id;
+    if locked && record.locked {
+        ui::status(&format!(
+            "Sandbox {id} is already locked by {}; `km unlock {id}` releases it",
+            lock_description(&record)
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !locked && !record.locked {
+        ui::status(&format!("Sandbox {id} is not locked"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let holder = LockHolder {
+        by: context.operator()?.to_string(),
+        since: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    store.set_locked(id, locked.then_some(&holder))?;
+    if !locked {
+        ui::status(&format!(
+            "✓ Sandbox {id} unlocked (it was locked by {})",
+            lock_description(&record)
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
     if locked {
         ui::status(&format!(
             "✓ Sandbox {} locked: destroy and rekey refuse it until `km unlock {}`",

@@ -82,6 +82,8 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
                     "alias": record.alias,
                     "status": status,
                     "locked": record.locked,
+                    "locked_by": record.lock_holder.as_ref().map(|h| h.by.clone()),
+                    "locked_since": record.lock_holder.as_ref().map(|h| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(h.since)).to_string()),
                     "profile": record.profile,
                     "platform": record.platform,
                     "created_at": humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(record.created_at)).to_string(),
@@ -102,7 +104,15 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
     );
     for (record, status) in &rows {
         let alias = record.alias.as_ref().map_or("-", |a| a.as_str());
-        let lock = if record.locked { " 🔒" } else { "" };
+        let lock = match (&record.lock_holder, record.locked) {
+            (Some(holder), _) => format!(
+                " 🔒 {} {} ago",
+                ui::printable(&holder.by),
+                age(now.saturating_sub(holder.since))
+            ),
+            (None, true) => " 🔒".to_owned(),
+            (None, false) => String::new(),
+        };
         out.push_str(&format!(
             "{:<4} {:<22} {:<20} {:<9} {:<14} {:>5}{lock}\n",
             record.number,

@@ -6,7 +6,7 @@ pub(crate) mod create;
 pub(crate) mod destroy;
 mod doctor;
 pub(crate) mod init;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod list;
 mod proxy;
 mod shell;
@@ -52,7 +52,7 @@ pub(crate) fn completions(args: &crate::cli::CompletionsArgs) -> CommandResult<E
     completions::completions(args)
 }
 
-pub(crate) use completions::{COMPLETE_VAR, sandbox_candidates};
+pub(crate) use completions::{COMPLETE_VAR, is_completion_request, sandbox_candidates};
 
 pub(crate) fn man() -> CommandResult<ExitCode> {
     completions::man()

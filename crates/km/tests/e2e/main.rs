@@ -7,6 +7,7 @@ mod hardening;
 mod interrupts;
 mod lifecycle;
 mod remote;
+mod revoke;
 mod shell;
 mod support;
 mod vscode;

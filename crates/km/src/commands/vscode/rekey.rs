@@ -42,8 +42,11 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
     }
     ui::status(&format!("✓ Sandbox {id} running"));
     if record.locked && !args.force {
-        return Err(CommandError::user(format!("sandbox {id} is locked"))
-            .hint(format!("km unlock {id}, or pass --force")));
+        return Err(CommandError::user(format!(
+            "sandbox {id} is locked by {}",
+            crate::commands::lifecycle::lock_description(&record)
+        ))
+        .hint(format!("km unlock {id}, or pass --force")));
     }
     let found = probe(platform.as_ref(), &record)?;
     if let Some(problem) = found.problem() {

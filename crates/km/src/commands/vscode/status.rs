@@ -107,7 +107,11 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
             (Some(p), Some(a)) if p == a => {
                 check(HOST_KEY_CHECK, true, "pinned in ~/.km/known_hosts")
             }
-            (None, _) => check(HOST_KEY_CHECK, false, "no host key pinned for this sandbox"),
+            (None, _) => check(
+                HOST_KEY_CHECK,
+                false,
+                format!("not pinned on this machine yet; km vscode start {id} pins it"),
+            ),
             _ => check(
                 HOST_KEY_CHECK,
                 false,
@@ -169,6 +173,11 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
     let failed_check = |name: &str| checks.iter().any(|c| !c.ok && c.name == name);
     let hint = if !running {
         format!("km resume {id}")
+    } else if failed_check(HOST_KEY_CHECK) && pinned_host_key(context, id).is_none() {
+        // Made by the management component (or on another machine): nothing was pinned yet.
+        format!(
+            "nothing is pinned for {id} on this machine yet; pin the host key read over the sandbox's own command channel with: km vscode start {id} (or km vscode rekey {id})"
+        )
     } else if failed_check(HOST_KEY_CHECK) {
         // Rekey rotates the client key and never touches the pin, so it cannot fix this.
         format!(
