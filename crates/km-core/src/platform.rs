@@ -48,6 +48,15 @@ pub enum PlatformError {
     /// Provisioning or boot failed.
     #[error("{0}")]
     Boot(String),
+    /// Something accepts the sandbox's connections but never answers (a stopped or hung
+    /// process): waiting longer cannot help.
+    #[error("sandbox {id} does not answer: {detail}")]
+    Unresponsive {
+        /// The sandbox.
+        id: SandboxId,
+        /// What was waited for, and how long.
+        detail: String,
+    },
     /// The command or stream channel failed.
     #[error("{0}")]
     Channel(String),

@@ -10,6 +10,38 @@ use crate::protocol::{
     Envelope, MAX_REPLY_BYTES, PROTOCOL_VERSION, Reply, Request, recv_frame, recv_reply, send_frame,
 };
 
+/// How long the agent has to give its first answer beyond the work asked of it. It answers a
+/// status, stream or connect request at once; one that accepts and stays silent (stopped with
+/// SIGSTOP, or hung) must not hold ssh, VS Code or a TAB press forever.
+pub const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+/// Reads the agent's first reply on `stream` within `limit`, then lets later reads wait as
+/// long as the work takes (a command's end, a stream's end).
+fn first_reply(stream: &UnixStream, limit: Duration) -> io::Result<Reply> {
+    stream.set_read_timeout(Some(limit))?;
+    let reply = recv_reply(stream).map_err(silent_agent)?;
+    stream.set_read_timeout(None)?;
+    Ok(reply)
+}
+
+/// A read that timed out becomes `TimedOut`, whatever the OS called it.
+fn silent_agent(error: io::Error) -> io::Error {
+    if matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the agent accepted the connection but did not answer within {} s",
+                ANSWER_WAIT.as_secs()
+            ),
+        )
+    } else {
+        error
+    }
+}
+
 /// Talks to one sandbox's agent over its Unix socket.
 #[derive(Debug, Clone)]
 pub struct AgentClient {
@@ -24,13 +56,19 @@ impl AgentClient {
 
     /// Sends one request (with `fds` attached) and reads the first reply.
     pub fn request(&self, request: Request, fds: &[RawFd]) -> io::Result<(UnixStream, Reply)> {
+        let limit = match &request {
+            Request::Exec { timeout_ms, .. } => {
+                Duration::from_millis(*timeout_ms).saturating_add(ANSWER_WAIT)
+            }
+            _ => ANSWER_WAIT,
+        };
         let stream = UnixStream::connect(&self.socket)?;
         let envelope = Envelope {
             v: PROTOCOL_VERSION,
             request,
         };
         send_frame(&stream, &envelope, fds)?;
-        let reply = recv_reply(&stream)?;
+        let reply = first_reply(&stream, limit)?;
         Ok((stream, reply))
     }
 
@@ -88,12 +126,15 @@ impl AgentClient {
             request: Request::Connect { port: 22 },
         };
         send_frame(&stream, &envelope, &[])?;
-        let frame = recv_frame(&stream, MAX_REPLY_BYTES)?.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the agent closed the connection",
-            )
-        })?;
+        stream.set_read_timeout(Some(ANSWER_WAIT))?;
+        let frame = recv_frame(&stream, MAX_REPLY_BYTES)
+            .map_err(silent_agent)?
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the agent closed the connection",
+                )
+            })?;
         let reply: Reply = serde_json::from_slice(frame.body.as_deref().unwrap_or_default())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         match (reply, frame.fds) {

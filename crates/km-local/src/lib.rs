@@ -10,3 +10,4 @@ pub mod process_tree;
 pub mod protocol;
 pub mod sshd;
 pub mod store;
+pub mod tcp_peer;

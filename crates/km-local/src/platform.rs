@@ -213,6 +213,20 @@ fn channel(e: std::io::Error) -> PlatformError {
     PlatformError::Channel(e.to_string())
 }
 
+/// An agent error, with a silent agent told apart: nothing will come of waiting for it.
+fn agent_error(id: &SandboxId) -> impl Fn(std::io::Error) -> PlatformError + '_ {
+    move |e| {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            PlatformError::Unresponsive {
+                id: id.clone(),
+                detail: e.to_string(),
+            }
+        } else {
+            channel(e)
+        }
+    }
+}
+
 struct LocalStream {
     control: UnixStream,
 }
@@ -319,7 +333,10 @@ impl Platform for LocalPlatform {
         if !client.is_listening() {
             return Err(PlatformError::NotRunning(record.id.clone()));
         }
-        match client.exec(script, timeout).map_err(channel)? {
+        match client
+            .exec(script, timeout)
+            .map_err(agent_error(&record.id))?
+        {
             Reply::Exec {
                 exit_code,
                 stdout,
@@ -348,7 +365,7 @@ impl Platform for LocalPlatform {
         if !client.is_listening() {
             return Err(PlatformError::NotRunning(record.id.clone()));
         }
-        client.run(script, stdio).map_err(channel)
+        client.run(script, stdio).map_err(agent_error(&record.id))
     }
 
     fn ready_stream(&self, record: &SandboxRecord) -> Result<OwnedFd, PlatformError> {
@@ -357,9 +374,11 @@ impl Platform for LocalPlatform {
             return Err(PlatformError::NotRunning(record.id.clone()));
         }
         // An agent started by an older km does not know `connect`: hand it a socket instead.
-        client
-            .connect()
-            .or_else(|_| km_core::platform::stream_over_socket_pair(self, record))
+        match client.connect() {
+            Ok(fd) => Ok(fd),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(agent_error(&record.id)(e)),
+            Err(_) => km_core::platform::stream_over_socket_pair(self, record),
+        }
     }
 
     fn open_stream(
@@ -378,7 +397,7 @@ impl Platform for LocalPlatform {
             {
                 Err(PlatformError::NotRunning(record.id.clone()))
             }
-            Err(e) => Err(channel(e)),
+            Err(e) => Err(agent_error(&record.id)(e)),
         }
     }
 

@@ -192,6 +192,10 @@ pub(crate) struct ProxyArgs {
     /// stays alive for the connection
     #[arg(long)]
     pub(crate) fdpass: bool,
+    /// Used by km's own verification logins while it settles a key rotation: connect without
+    /// waiting for the rotation lock
+    #[arg(long, hide = true)]
+    pub(crate) settling: bool,
 }
 
 #[derive(Debug, Args)]

@@ -82,6 +82,9 @@ impl From<PlatformError> for CommandError {
             PlatformError::NotRunning(id) => {
                 Self::user(error.to_string()).hint(format!("start it with `km resume {id}`"))
             }
+            PlatformError::Unresponsive { id, .. } => Self::user(error.to_string())
+                .hint(format!("restart it: km stop {id} && km resume {id}"))
+                .hint("or see what is wrong first: km doctor"),
             PlatformError::Credentials(_) => Self::user(error.to_string())
                 .hint("sign in again (e.g. `aws sso login`, or set AWS_PROFILE), then run the same km command again"),
             _ => Self::user(error.to_string()),

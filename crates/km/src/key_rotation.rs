@@ -116,20 +116,8 @@ pub(crate) enum Recovery {
     Finished,
     /// The sandbox still had the old key; the new one was discarded.
     Undone,
-    /// Another km process is rotating or repairing right now.
-    InProgress,
     /// The sandbox accepted neither key just now; the files were left for a later try.
     Undecided,
-}
-
-/// Whether [`recover`] waits for another km process that holds the rotation lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum IfBusy {
-    /// Wait until it is done, then look again: what a command run by the operator does.
-    Wait,
-    /// Go on without repairing: what `km proxy` does, since the login that km itself makes
-    /// while it holds the lock runs through a `km proxy`.
-    Skip,
 }
 
 /// Finishes or undoes a rotation that a crash or `kill -9` cut short, by asking the sandbox
@@ -139,26 +127,17 @@ pub(crate) fn recover(
     store: &dyn SandboxStore,
     platform: &dyn Platform,
     record: &SandboxRecord,
-    if_busy: IfBusy,
 ) -> CommandResult<Recovery> {
     let id = &record.id;
     let files = KeyFiles::of(context, id);
     if !files.pending() {
         return Ok(Recovery::NothingPending);
     }
-    let lock = match if_busy {
-        IfBusy::Skip => try_lock(context, id)?,
-        IfBusy::Wait => {
-            let path = context.paths.rekey_lock(id);
-            Some(FileLock::acquire(&path).map_err(|e| {
-                CommandError::user(format!("cannot take the rekey lock {}", path.display()))
-                    .cause(e)
-            })?)
-        }
-    };
-    let Some(_lock) = lock else {
-        return Ok(Recovery::InProgress);
-    };
+    // Another km rotating or repairing holds the lock: wait for it, then look again.
+    let path = context.paths.rekey_lock(id);
+    let _lock = FileLock::acquire(&path).map_err(|e| {
+        CommandError::user(format!("cannot take the rekey lock {}", path.display())).cause(e)
+    })?;
     if !files.pending() {
         return Ok(Recovery::NothingPending);
     }
@@ -207,11 +186,10 @@ pub(crate) fn recover_and_report(
     store: &dyn SandboxStore,
     platform: &dyn Platform,
     record: &SandboxRecord,
-    if_busy: IfBusy,
 ) -> CommandResult<()> {
     let id = &record.id;
-    match recover(context, store, platform, record, if_busy)? {
-        Recovery::NothingPending | Recovery::InProgress => {}
+    match recover(context, store, platform, record)? {
+        Recovery::NothingPending => {}
         Recovery::Finished => ui::status(&format!(
             "✓ Finished an interrupted rekey of {id}: the sandbox already had the new key"
         )),
@@ -232,5 +210,5 @@ pub(crate) fn settle(
     platform: &dyn Platform,
     record: &SandboxRecord,
 ) -> CommandResult<()> {
-    recover_and_report(context, store, platform, record, IfBusy::Wait)
+    recover_and_report(context, store, platform, record)
 }

@@ -357,7 +357,7 @@ fn knows_every_field(manifest: &Manifest, fields: &[&str], update: &str) -> Comm
 }
 
 /// The installed manager, checked to understand every field in `fields`.
-fn usable_manager(layout: &Layout, fields: &[&str]) -> CommandResult<Manifest> {
+fn usable_manager(context: &Context, layout: &Layout, fields: &[&str]) -> CommandResult<Manifest> {
     let Ok(bytes) = std::fs::read(layout.manifest()) else {
         return Err(
             CommandError::user("no management component is installed on this platform")
@@ -374,7 +374,19 @@ fn usable_manager(layout: &Layout, fields: &[&str]) -> CommandResult<Manifest> {
     })?;
     knows_every_field(&manifest, fields, SIDECARS)?;
     match build_id(&layout.manager()) {
-        Ok(id) if id == manifest.build_id => Ok(manifest),
+        Ok(id) if id == manifest.build_id => {
+            // Another build that knows every field is used, but never silently.
+            if let Ok(this) = Manifest::of_this_build(&context.km_exe)
+                && this.build_id != manifest.build_id
+            {
+                ui::warn(&format!(
+                    "the management component is {}, another build than this {}; it knows every field this request carries, so it is used — to make it this build: {SIDECARS}",
+                    manifest.short(),
+                    this.short()
+                ));
+            }
+            Ok(manifest)
+        }
         _ => Err(CommandError::user(format!(
             "the management component at {} is not the build its manifest describes",
             layout.manager().display()
@@ -591,7 +603,7 @@ pub(crate) fn create_remote(
     }
     let layout = Layout::of(context);
     // Checked before anything is made: a stale manager would boot a sandbox without the key.
-    usable_manager(&layout, CreateRequest::FIELDS)?;
+    usable_manager(context, &layout, CreateRequest::FIELDS)?;
     let id = SandboxId::generate(&profile.prefix).map_err(|e| CommandError::user(e.to_string()))?;
     let public_line = if profile.vscode_enabled {
         Some(crate::commands::create::make_operator_key(context, &id)?.1)
@@ -737,7 +749,7 @@ pub(crate) fn destroy_remote(
         );
     }
     let layout = Layout::of(context);
-    usable_manager(&layout, &[])?;
+    usable_manager(context, &layout, &[])?;
     let request_id = request_id(id, "destroy");
     let request =
         serde_json::json!({ "request_id": request_id, "sandbox_id": id, "force": args.force });

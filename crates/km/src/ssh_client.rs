@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use km_core::id::SandboxId;
 use km_core::ssh_config;
 
-use crate::ssh_entries::proxy_command;
+use crate::ssh_entries::{proxy_command, settling_proxy_command};
 
 use crate::context::Context;
 
@@ -30,7 +30,22 @@ pub(crate) fn ssh_command(
     key: &Path,
     user: &str,
 ) -> Result<Command, String> {
-    let proxy = proxy_command(context, id, false).map_err(|e| e.message)?;
+    ssh_command_through(
+        context,
+        id,
+        key,
+        user,
+        &proxy_command(context, id, false).map_err(|e| e.message)?,
+    )
+}
+
+fn ssh_command_through(
+    context: &Context,
+    id: &SandboxId,
+    key: &Path,
+    user: &str,
+    proxy: &str,
+) -> Result<Command, String> {
     let mut command = Command::new("ssh");
     command
         .arg("-F")
@@ -64,7 +79,10 @@ pub(crate) fn verify_login(
     key: &Path,
     user: &str,
 ) -> Result<(), String> {
-    let output = ssh_command(context, id, key, user)?
+    // Verification logins are made while km holds the rotation lock (or settles one): their
+    // proxy must not wait for that lock.
+    let proxy = settling_proxy_command(context, id).map_err(|e| e.message)?;
+    let output = ssh_command_through(context, id, key, user, &proxy)?
         .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-T"])
         .arg(id.host_alias())
         .arg("true")

@@ -100,6 +100,15 @@ pub(crate) fn proxy_command(
     ))
 }
 
+/// The ProxyCommand of a login km itself makes to settle a key rotation: that proxy must not
+/// wait for the rotation lock its own caller holds.
+pub(crate) fn settling_proxy_command(context: &Context, id: &SandboxId) -> CommandResult<String> {
+    let plain = proxy_command(context, id, false)?;
+    let suffix = format!(" proxy {id}");
+    let program = plain.strip_suffix(&suffix).unwrap_or(&plain);
+    Ok(format!("{program} proxy --settling {id}"))
+}
+
 /// Which transport an existing entry uses, read back from `~/.ssh/config`.
 pub(crate) fn entry_transport(context: &Context, id: &SandboxId) -> Option<Transport> {
     let text = std::fs::read_to_string(context.paths.ssh_config()).ok()?;

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::cli::DoctorArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
-use crate::key_rotation::{IfBusy, KeyFiles, Recovery, recover};
+use crate::key_rotation::{KeyFiles, Recovery, recover};
 use crate::ssh_entries;
 use crate::ui;
 
@@ -559,7 +559,7 @@ fn sandboxes(
         let files = KeyFiles::of(context, &record.id);
         if files.private_new.exists() || files.public_new.exists() {
             let fixed = match fix {
-                true => match recover(context, store, platform.as_ref(), record, IfBusy::Wait) {
+                true => match recover(context, store, platform.as_ref(), record) {
                     Ok(Recovery::Finished) => Some("finished: the sandbox had the new key".into()),
                     Ok(Recovery::Undone) => Some("undone: the sandbox had the old key".into()),
                     Ok(Recovery::NothingPending) => Some("settled meanwhile".into()),

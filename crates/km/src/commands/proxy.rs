@@ -18,20 +18,18 @@ use km_local::protocol::pass_descriptor;
 use crate::cli::ProxyArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
-use crate::key_rotation::{IfBusy, recover_and_report};
+use crate::key_rotation::recover_and_report;
 
 pub(crate) fn run(context: &Context, args: &ProxyArgs) -> CommandResult<ExitCode> {
     let store = context.store()?;
     let record = context.resolve(store.as_ref(), &args.sandbox)?;
     let platform = context.platform_for(&record)?;
-    // A login that km itself makes while repairing holds the lock, so this never recurses.
-    recover_and_report(
-        context,
-        store.as_ref(),
-        platform.as_ref(),
-        &record,
-        IfBusy::Skip,
-    )?;
+    // The operator's login waits for a rotation in progress (or a repair after a killed one)
+    // and connects only once it is settled, so ssh never offers a stale key. km's own
+    // verification logins run while that lock is held, so they never wait for it.
+    if !args.settling {
+        recover_and_report(context, store.as_ref(), platform.as_ref(), &record)?;
+    }
     if args.fdpass {
         if !platform.streams_outlive_the_caller() {
             return Err(CommandError::user(format!(

@@ -128,7 +128,14 @@ fn serve(
                 _ = tokio::signal::ctrl_c() => return Ok::<_, std::io::Error>(Ending::Interrupted),
                 Some(fatal) = fatal_rx.recv() => return Ok(Ending::Gone(fatal.into())),
                 accepted = listener.accept() => {
-                    let Ok((socket, _)) = accepted else { continue };
+                    let Ok((socket, peer)) = accepted else { continue };
+                    // Any local user can reach 127.0.0.1: only the operator's own connections
+                    // reach the sandbox (and count against its cap on logins in progress).
+                    if let Err(refused) = operators_own(&socket, peer) {
+                        drop(socket);
+                        ui::warn(&refused);
+                        continue;
+                    }
                     let _ = socket.set_nodelay(true);
                     let socket = socket.into_std()?;
                     let platform = Arc::clone(&platform);
@@ -189,6 +196,27 @@ fn serve(
             Ok(ExitCode::SUCCESS)
         }
         Ending::Gone(error) => Err(error),
+    }
+}
+
+/// Whether the connection from `peer` was made by this operator's own uid; says why not.
+fn operators_own(socket: &tokio::net::TcpStream, peer: SocketAddr) -> Result<(), String> {
+    if !cfg!(target_os = "linux") {
+        return Ok(());
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    let owner = socket
+        .local_addr()
+        .ok()
+        .and_then(|ours| km_local::tcp_peer::peer_uid(ours, peer));
+    match owner {
+        Some(uid) if uid == me => Ok(()),
+        Some(uid) => Err(format!(
+            "closed a connection from {peer} made by another local user (uid {uid}): the tunnel serves only uid {me}"
+        )),
+        None => Err(format!(
+            "closed a connection from {peer}: the kernel does not say which user made it, so it is not served"
+        )),
     }
 }
 
