@@ -303,3 +303,48 @@ impl Drop for Tunnel {
         let _ = self.child.wait();
     }
 }
+
+/// An exclusive `flock` on a file, held by a separate process (as another km would hold it)
+/// until dropped; the process is stopped by its PID.
+pub(crate) struct HeldLock {
+    holder: Child,
+}
+
+impl HeldLock {
+    pub(crate) fn take(path: &Path) -> Self {
+        let mut holder = Command::new("python3")
+            .args([
+                "-c",
+                "import fcntl, sys\nf = open(sys.argv[1], 'a')\nfcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()",
+            ])
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line, "held\n", "the lock holder did not start");
+        Self { holder }
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// Sends SIGINT to a child by its PID, as Ctrl-C in its terminal would.
+pub(crate) fn interrupt(child: &Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+}

@@ -1,0 +1,49 @@
+//! `km doctor` on healthy machines and around files that are not km's: no false alarms, no
+//! chmod of what is not a key, and no "fixed" for what it left alone.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::{HeldLock, TestEnv};
+
+#[test]
+fn doctor_passes_on_a_fresh_healthy_machine_with_a_proxy_entry() {
+    let mut env = TestEnv::new();
+    let id = env.create("default", None);
+    env.ok(&["vscode", "start", &id, "--proxy"]);
+    let output = env.run(&["doctor"]);
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let said = String::from_utf8(output.stdout).unwrap();
+    assert!(said.contains("resolves to km's values"), "{said}");
+    env.destroy(&id);
+}
+
+#[test]
+fn doctor_leaves_files_that_are_not_keys_alone_and_never_calls_nothing_a_fix() {
+    let env = TestEnv::new();
+    let keys = env.home().join(".km/keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let readme = keys.join("README.txt");
+    std::fs::write(&readme, "notes\n").unwrap();
+    std::fs::set_permissions(&readme, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A temp file whose writer is alive (it holds the file's lock).
+    let temp = env.home().join(".km/.km-tmp-live");
+    std::fs::write(&temp, b"being written").unwrap();
+    let _writer = HeldLock::take(&temp);
+
+    let output = env.run(&["doctor", "--fix"]);
+    let said = String::from_utf8(output.stdout).unwrap();
+    assert!(!said.contains("README.txt"), "{said}");
+    assert_eq!(
+        std::fs::metadata(&readme).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert!(temp.exists());
+    assert!(!said.contains("removed 0"), "{said}");
+    assert!(said.contains("left alone"), "{said}");
+    assert!(output.status.success(), "{said}");
+}
