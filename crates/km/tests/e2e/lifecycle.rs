@@ -441,3 +441,121 @@ fn completions_come_from_the_command_line_and_the_sandbox_list_and_the_man_page_
     assert!(page.contains("vscode"));
     env.destroy(&id);
 }
+
+#[test]
+fn a_lock_says_who_holds_it_and_since_when() {
+    let mut env = TestEnv::new();
+    let id = env.create("headless", None);
+    env.ok(&["init", "--operator", "alice@laptop"]);
+    env.ok(&["lock", &id]);
+    let again = String::from_utf8(env.run(&["lock", &id]).stderr).unwrap();
+    assert!(
+        again.contains("already locked by alice@laptop since ") && !again.contains('✓'),
+        "{again}"
+    );
+    let listed = env.list_json();
+    assert_eq!(listed[0]["locked"], true);
+    assert_eq!(listed[0]["locked_by"], "alice@laptop");
+    assert!(listed[0]["locked_since"].as_str().unwrap().ends_with('Z'));
+    let table = env.ok(&["list"]);
+    assert!(table.contains("🔒 alice@laptop"), "{table}");
+    let refused = env.fails(&["destroy", &id, "--yes"]);
+    assert!(
+        refused.contains("locked by alice@laptop since"),
+        "{refused}"
+    );
+    let unlocked = String::from_utf8(env.run(&["unlock", &id]).stderr).unwrap();
+    assert!(
+        unlocked.contains("it was locked by alice@laptop"),
+        "{unlocked}"
+    );
+    assert_eq!(env.list_json()[0]["locked_by"], serde_json::Value::Null);
+    env.destroy(&id);
+}
+
+#[test]
+fn only_kms_own_completion_protocol_triggers_completion() {
+    let mut env = TestEnv::new();
+    let id = env.create("headless", None);
+    for value in ["1", "bash"] {
+        let output = env
+            .command(&["list"])
+            .env("COMPLETE", value)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "COMPLETE={value}: {output:?}");
+        assert!(
+            stdout.contains(&id) && !stdout.contains("complete"),
+            "COMPLETE={value} changed what km list does: {stdout}"
+        );
+    }
+    let output = env
+        .command(&["list"])
+        .env("_KM_COMPLETE", "bash")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(&id),
+        "{output:?}"
+    );
+    env.destroy(&id);
+}
+
+#[test]
+fn a_tab_press_offers_nothing_at_once_while_the_store_is_locked() {
+    let mut env = TestEnv::new();
+    let id = env.create("headless", None);
+    let complete = || {
+        let mut command = env.command(&["--", "km", "vscode", "status", ""]);
+        command
+            .env("_KM_COMPLETE", "bash")
+            .env("_CLAP_COMPLETE_INDEX", "3")
+            .stdout(std::process::Stdio::piped());
+        command
+    };
+    let offered = complete().output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&offered.stdout).contains(&id),
+        "an unlocked store offers the sandbox: {offered:?}"
+    );
+    // Another process holds the store exclusively (SQLite makes readers wait up to 10 s).
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('PRAGMA locking_mode=EXCLUSIVE')\nc.execute('BEGIN EXCLUSIVE')\nc.execute('UPDATE sandboxes SET locked = locked')\nprint('held', flush=True)\nsys.stdin.read()",
+        ])
+        .arg(env.home().join(".km/state.db"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "held\n");
+    let mut completion = complete().spawn().unwrap();
+    let mut finished = None;
+    // Well under SQLite's 10 s busy wait, which is what a TAB press used to sit through.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while finished.is_none() && std::time::Instant::now() < deadline {
+        finished = completion.try_wait().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    if finished.is_none() {
+        let _ = completion.kill();
+        let _ = completion.wait();
+        panic!("completion waited for the locked store");
+    }
+    let offered = completion.wait_with_output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&offered.stdout).contains(&id),
+        "{offered:?}"
+    );
+    env.destroy(&id);
+}

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "aws")]
 mod aws;
+mod connections;
 mod doctor;
 mod hardening;
 mod interrupts;
