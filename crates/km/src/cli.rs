@@ -31,7 +31,7 @@ pub(crate) enum Command {
     Stop(SandboxArg),
     /// Start a stopped sandbox again (first boot is not repeated)
     Resume(SandboxArg),
-    /// Protect a sandbox from destroy and rekey
+    /// Protect a sandbox from destroy and rekey, recording who locked it and when
     Lock(SandboxArg),
     /// Remove the protection `km lock` set
     Unlock(SandboxArg),
@@ -221,7 +221,8 @@ pub(crate) enum VscodeCommand {
     Open(VscodeOpenArgs),
     /// List the keys installed in the sandbox, with their operators and which is this machine's
     Keys(VscodeKeysArgs),
-    /// Remove one key (by SHA256 fingerprint or operator name) and end its open sessions
+    /// Remove every line of one key (by SHA256 fingerprint or operator name) and end this
+    /// sandbox's sessions that used it
     Revoke(VscodeRevokeArgs),
 }
 
