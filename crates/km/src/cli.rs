@@ -5,10 +5,20 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use clap_complete::engine::ArgValueCandidates;
 
+/// `km --version`: the version and which platforms this build can run sandboxes on.
+#[cfg(feature = "aws")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (platforms: local, aws)");
+/// `km --version`: the version and which platforms this build can run sandboxes on.
+#[cfg(not(feature = "aws"))]
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (platforms: local; build with --features aws for EC2)"
+);
+
 /// km creates sandboxes from YAML profiles and opens VS Code (Remote-SSH) or plain ssh inside
 /// them, over a tunnel, with an ed25519 keypair that belongs to that one sandbox.
 #[derive(Debug, Parser)]
-#[command(name = "km", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "km", version = VERSION, propagate_version = true, max_term_width = 100)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,

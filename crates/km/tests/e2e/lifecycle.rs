@@ -559,3 +559,18 @@ fn a_tab_press_offers_nothing_at_once_while_the_store_is_locked() {
     );
     env.destroy(&id);
 }
+
+#[test]
+fn the_version_names_the_platforms_this_build_has() {
+    let output = std::process::Command::new(crate::support::KM)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let said = String::from_utf8(output.stdout).unwrap();
+    let expected = if cfg!(feature = "aws") {
+        "(platforms: local, aws)"
+    } else {
+        "(platforms: local; build with --features aws for EC2)"
+    };
+    assert!(said.contains(expected), "{said}");
+}
