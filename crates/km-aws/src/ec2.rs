@@ -30,6 +30,9 @@ pub const MAX_USERDATA_BYTES: usize = 16 * 1024;
 /// How long an instance may take to reach `running` or `stopped`.
 const STATE_TIMEOUT: Duration = Duration::from_secs(600);
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// How long an instance EC2 has just launched or started may be unknown to DescribeInstances
+/// (eventual consistency: <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>).
+const NOT_FOUND_GRACE: Duration = Duration::from_secs(90);
 /// The tag that names a sandbox on its instance.
 pub const SANDBOX_ID_TAG: &str = "km:sandbox-id";
 /// The tag that carries a sandbox's alias.
@@ -125,16 +128,23 @@ impl Ec2Platform {
         instance_id: &str,
         wanted: InstanceStateName,
     ) -> Result<(), AwsFailure> {
-        let deadline = Instant::now() + STATE_TIMEOUT;
+        let started = Instant::now();
+        let deadline = started + STATE_TIMEOUT;
         loop {
             let state = Self::state(ec2, instance_id).await?;
             if state.as_ref() == Some(&wanted) {
                 return Ok(());
             }
-            if matches!(
-                state,
-                None | Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
-            ) && wanted != InstanceStateName::Terminated
+            // EC2 is eventually consistent: right after RunInstances (or StartInstances) the
+            // instance may be unknown to DescribeInstances for a while. Not found is "not yet"
+            // until that grace has passed, never "gone".
+            let unknown_for_good = state.is_none() && started.elapsed() > NOT_FOUND_GRACE;
+            if (unknown_for_good
+                || matches!(
+                    state,
+                    Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
+                ))
+                && wanted != InstanceStateName::Terminated
             {
                 return Err(AwsFailure::Other(format!(
                     "instance {instance_id} is {} instead of {}",
@@ -332,7 +342,7 @@ impl Ec2Platform {
 
 fn truncated(record: &SandboxRecord) -> PlatformError {
     PlatformError::Channel(format!(
-        "SSM cut the output of a command on sandbox {} at its limit ({STDOUT_LIMIT} characters of stdout, {STDERR_LIMIT} of stderr), so it is incomplete; for full output run it over ssh: ssh {} <command>",
+        "SSM cut the output of a command on sandbox {} at its limit ({STDOUT_LIMIT} bytes of stdout, {STDERR_LIMIT} of stderr), so it is incomplete; for full output run it over ssh: ssh {} <command>",
         record.id,
         record.id.host_alias()
     ))

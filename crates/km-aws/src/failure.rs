@@ -100,10 +100,14 @@ impl AwsFailure {
 
 fn classify(code: &str, said: String) -> AwsFailure {
     match code {
+        // EC2 answers an expired signature with RequestExpired; JSON services with
+        // InvalidSignatureException or UnrecognizedClientException.
         "UnrecognizedClientException"
         | "InvalidClientTokenId"
         | "ExpiredToken"
         | "ExpiredTokenException"
+        | "RequestExpired"
+        | "InvalidSignatureException"
         | "AuthFailure"
         | "SignatureDoesNotMatch" => AwsFailure::Credentials(said),
         c if c.starts_with("AccessDenied") || c == "UnauthorizedOperation" => {
@@ -155,10 +159,17 @@ mod tests {
             classify("InvalidInstanceID.NotFound", "gone".into()),
             AwsFailure::NotFound(_)
         ));
-        assert!(matches!(
-            classify("ExpiredToken", "old".into()),
-            AwsFailure::Credentials(_)
-        ));
+        for expired in [
+            "ExpiredToken",
+            "RequestExpired",
+            "InvalidSignatureException",
+            "UnrecognizedClientException",
+        ] {
+            assert!(
+                matches!(classify(expired, "old".into()), AwsFailure::Credentials(_)),
+                "{expired}"
+            );
+        }
         assert!(matches!(
             classify("InvalidInstanceId", "off".into()),
             AwsFailure::NotManaged(_)

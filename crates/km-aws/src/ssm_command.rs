@@ -15,10 +15,13 @@ use km_core::userdata::shell_quote;
 
 use crate::failure::AwsFailure;
 
-/// SSM keeps the first 24,000 characters of a command's stdout.
+/// The SSM agent keeps the first 24,000 **bytes** of a command's stdout (it reads the stream
+/// byte by byte up to `MaxStdoutLength`; amazon-ssm-agent, `iohandler.DefaultOutputConfig`).
 pub const STDOUT_LIMIT: usize = 24_000;
-/// SSM keeps the first 8,000 characters of a command's stderr.
+/// The SSM agent keeps the first 8,000 bytes of a command's stderr (`MaxStderrLength`).
 pub const STDERR_LIMIT: usize = 8_000;
+/// What the agent appends to output it cut (`OutputTruncatedSuffix`).
+pub(crate) const TRUNCATED_SUFFIX: &str = "--output truncated--";
 /// How long a command may stay undelivered before the agent is taken to be offline.
 const DELIVERY_BUDGET: Duration = Duration::from_secs(20);
 /// How long km keeps polling through throttling before giving up.
@@ -123,8 +126,18 @@ pub(crate) fn as_sandbox_user(script: &str) -> String {
     )
 }
 
+/// Whether SSM cut either stream: it counts bytes, so a few thousand non-ASCII characters
+/// already fill it; and it marks what it cut.
 fn is_truncated(stdout: &str, stderr: &str) -> bool {
-    stdout.chars().count() >= STDOUT_LIMIT || stderr.chars().count() >= STDERR_LIMIT
+    stdout.len() >= STDOUT_LIMIT
+        || stderr.len() >= STDERR_LIMIT
+        || stdout.ends_with(TRUNCATED_SUFFIX)
+        || stderr.ends_with(TRUNCATED_SUFFIX)
+}
+
+/// The output as the command wrote it: without the agent's mark of a cut.
+fn without_mark(text: &str) -> &str {
+    text.strip_suffix(TRUNCATED_SUFFIX).unwrap_or(text)
 }
 
 /// Sends `script` and waits for its result; `timeout` bounds the script itself.
@@ -234,8 +247,8 @@ pub(crate) async fn run(
             } else {
                 invocation.response_code()
             },
-            stdout: stdout.to_owned(),
-            stderr: stderr.to_owned(),
+            stdout: without_mark(stdout).to_owned(),
+            stderr: without_mark(stderr).to_owned(),
             timed_out,
             truncated: is_truncated(stdout, stderr),
             interrupted: false,
@@ -300,8 +313,12 @@ mod tests {
     fn output_at_ssms_limits_counts_as_truncated() {
         assert!(!is_truncated("short", ""));
         assert!(is_truncated(&"x".repeat(STDOUT_LIMIT), ""));
-        assert!(is_truncated("", &"é".repeat(STDERR_LIMIT)));
-        assert!(!is_truncated(&"é".repeat(STDOUT_LIMIT - 1), ""));
+        assert!(is_truncated("", &"é".repeat(STDERR_LIMIT / 2)));
+        // 12,000 characters, 24,000 bytes: full by SSM's count.
+        assert!(is_truncated(&"é".repeat(STDOUT_LIMIT / 2), ""));
+        assert!(!is_truncated(&"é".repeat(STDOUT_LIMIT / 2 - 1), ""));
+        assert!(is_truncated(&format!("short{TRUNCATED_SUFFIX}"), ""));
+        assert_eq!(without_mark(&format!("kept{TRUNCATED_SUFFIX}")), "kept");
     }
 
     #[test]

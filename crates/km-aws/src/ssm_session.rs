@@ -136,6 +136,10 @@ impl SessionTarget {
         if complaint.contains("ExpiredToken")
             || complaint.contains("security token included in the request is expired")
             || complaint.contains("UnrecognizedClientException")
+            || complaint.contains("InvalidSignatureException")
+            || complaint.contains("RequestExpired")
+            // The AWS CLI v2's own words when an SSO login has run out.
+            || complaint.contains("Token has expired and refresh failed")
         {
             PlatformError::Credentials(format!(
                 "AWS credentials expired or invalid while connecting to sandbox {} ({said}); sign in again (e.g. `aws sso login`), then reconnect",
@@ -220,6 +224,10 @@ mod tests {
             matches!(&offline, PlatformError::Channel(m) if m.contains("km vscode status sb-0123abcd")),
             "{offline}"
         );
+        let sso = target().failure(
+            "\nError when retrieving token from sso: Token has expired and refresh failed\n",
+        );
+        assert!(matches!(sso, PlatformError::Credentials(_)), "{sso}");
         let plugin = target().failure("SessionManagerPlugin is not found. Please refer to …");
         assert!(plugin.to_string().contains(PLUGIN_INSTALL));
     }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, KeySchemaElement, KeyType, Put,
-    ReturnValue, ScalarAttributeType, TransactWriteItem,
+    ReturnValue, ScalarAttributeType, TableStatus, TransactWriteItem,
 };
 use km_core::id::{Alias, SandboxId};
 use km_core::record::{LockHolder, NewSandbox, SandboxRecord, SandboxStore, Status, StoreError};
@@ -62,9 +62,62 @@ fn number_key(number: u32) -> String {
     format!("number#{number}")
 }
 
-/// Creates the record table in `settings.region` if it does not exist; changes nothing if it
-/// does.
+/// How long a new table may stay CREATING before `km init --aws` gives up on it.
+const TABLE_ACTIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+const TABLE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Creates the record table in `settings.region` if it does not exist (changing nothing if it
+/// does), then waits until it is ACTIVE: CreateTable returns while the table is CREATING, and
+/// until it is ACTIVE every read and write is refused (ResourceNotFoundException), so a
+/// `km create` right after `km init --aws` would fail.
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_CreateTable.html>
 pub fn ensure_table(settings: &AwsSettings) -> Result<TableSetup, AwsFailure> {
+    let setup = create_table_if_missing(settings)?;
+    wait_until_active(settings)?;
+    Ok(setup)
+}
+
+fn wait_until_active(settings: &AwsSettings) -> Result<(), AwsFailure> {
+    let runtime = runtime().map_err(|e| AwsFailure::Other(e.to_string()))?;
+    block_on(&runtime, async {
+        let client = Client::new(&sdk_config(&settings.region).await);
+        let deadline = std::time::Instant::now() + TABLE_ACTIVE_TIMEOUT;
+        loop {
+            match client
+                .describe_table()
+                .table_name(&settings.table)
+                .send()
+                .await
+            {
+                Ok(found)
+                    if found.table().and_then(|t| t.table_status())
+                        == Some(&TableStatus::Active) =>
+                {
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(error) => match AwsFailure::from_sdk(error) {
+                    // Eventually consistent right after CreateTable, too.
+                    AwsFailure::NotFound(_) => {}
+                    other => return Err(other),
+                },
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(AwsFailure::Other(format!(
+                    "table {} in {} did not become ACTIVE within {} s; see it with: aws dynamodb describe-table --region {} --table-name {}",
+                    settings.table,
+                    settings.region,
+                    TABLE_ACTIVE_TIMEOUT.as_secs(),
+                    settings.region,
+                    settings.table
+                )));
+            }
+            tokio::time::sleep(TABLE_POLL).await;
+        }
+    })
+}
+
+fn create_table_if_missing(settings: &AwsSettings) -> Result<TableSetup, AwsFailure> {
     let runtime = runtime().map_err(|e| AwsFailure::Other(e.to_string()))?;
     block_on(&runtime, async {
         let client = Client::new(&sdk_config(&settings.region).await);
