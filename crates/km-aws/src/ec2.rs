@@ -22,9 +22,16 @@ use crate::failure::AwsFailure;
 use crate::ssm_command::{self, Failure, OnInterrupt, STDERR_LIMIT, STDOUT_LIMIT};
 use crate::ssm_session::SessionTarget;
 
-/// The public SSM parameter naming the newest Amazon Linux 2023 image.
-const AL2023_PARAMETER: &str =
-    "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+/// The public SSM parameter naming the newest Amazon Linux 2023 image for an architecture
+/// (`x86_64` or `arm64`).
+fn al2023_parameter(architecture: &str) -> String {
+    format!("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{architecture}")
+}
+/// The architectures km has an image for, in order of preference.
+const ARCHITECTURES: [&str; 2] = ["x86_64", "arm64"];
+/// The SSM service setting that, when set, lets SSM manage instances without an instance
+/// profile (Default Host Management Configuration).
+const DHMC_SETTING: &str = "/ssm/managed-instance/default-ec2-instance-management-role";
 /// EC2 refuses userdata larger than this (before base64).
 pub const MAX_USERDATA_BYTES: usize = 16 * 1024;
 /// How long an instance may take to reach `running` or `stopped`.
@@ -163,37 +170,130 @@ impl Ec2Platform {
         }
     }
 
+    /// The architecture km launches `instance_type` with, from what EC2 says it supports.
+    async fn architecture(ec2: &Client, instance_type: &str) -> Result<String, AwsFailure> {
+        let out = ec2
+            .describe_instance_types()
+            .instance_types(InstanceType::from(instance_type))
+            .send()
+            .await
+            .map_err(AwsFailure::from_sdk)?;
+        let supported: Vec<String> = out
+            .instance_types()
+            .first()
+            .and_then(|t| t.processor_info())
+            .map(|p| {
+                p.supported_architectures()
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ARCHITECTURES
+            .iter()
+            .find(|a| supported.iter().any(|s| s == *a))
+            .map(|a| (*a).to_owned())
+            .ok_or_else(|| {
+                AwsFailure::Other(format!(
+                    "instance type {instance_type} runs {supported:?}, and km has images only for x86_64 and arm64; pick another instanceType"
+                ))
+            })
+    }
+
+    /// The image to launch: the profile's `ami` (refused when it is built for another
+    /// architecture than the instance type runs), else the newest Amazon Linux 2023 for it.
     async fn image(
+        ec2: &Client,
         ssm: &aws_sdk_ssm::Client,
         requested: Option<&str>,
+        architecture: &str,
+        instance_type: &str,
     ) -> Result<String, AwsFailure> {
         if let Some(ami) = requested {
-            return Ok(ami.to_owned());
+            let out = ec2
+                .describe_images()
+                .image_ids(ami)
+                .send()
+                .await
+                .map_err(AwsFailure::from_sdk)?;
+            let built_for = out
+                .images()
+                .first()
+                .and_then(|i| i.architecture())
+                .map(|a| a.as_str().to_owned());
+            return match built_for {
+                Some(arch) if arch != architecture => Err(AwsFailure::Other(format!(
+                    "image {ami} is built for {arch}, but instance type {instance_type} runs {architecture}: name an {architecture} image in the profile's `ami`, or leave `ami` out and km picks Amazon Linux 2023 for {architecture}"
+                ))),
+                Some(_) => Ok(ami.to_owned()),
+                None => Err(AwsFailure::NotFound(format!(
+                    "image {ami} does not exist in this region"
+                ))),
+            };
         }
+        let parameter = al2023_parameter(architecture);
         let out = ssm
             .get_parameter()
-            .name(AL2023_PARAMETER)
+            .name(&parameter)
             .send()
             .await
             .map_err(AwsFailure::from_sdk)?;
         out.parameter()
             .and_then(|p| p.value())
             .map(str::to_owned)
-            .ok_or_else(|| AwsFailure::NotFound(format!("{AL2023_PARAMETER} has no value")))
+            .ok_or_else(|| AwsFailure::NotFound(format!("{parameter} has no value")))
+    }
+
+    /// Refuses to launch an instance SSM could never manage: without an instance profile, only
+    /// an account with Default Host Management Configuration lets the SSM agent register, and
+    /// km would otherwise wait ten minutes for nothing.
+    async fn check_manageable(
+        &self,
+        ssm: &aws_sdk_ssm::Client,
+        region: &str,
+    ) -> Result<(), AwsFailure> {
+        if self.settings.instance_profile.is_some() {
+            return Ok(());
+        }
+        let dhmc = ssm
+            .get_service_setting()
+            .setting_id(DHMC_SETTING)
+            .send()
+            .await
+            .ok()
+            .and_then(|out| out.service_setting()?.setting_value().map(str::to_owned))
+            .is_some_and(|role| !role.is_empty() && role != "$None");
+        if dhmc {
+            return Ok(());
+        }
+        Err(AwsFailure::Other(format!(
+            "no instance profile is set, and the account's Default Host Management Configuration is not on (or cannot be read) in {region}, so SSM could never reach the instance; nothing was launched — set one: km init --aws --region {} --instance-profile <name> (docs/aws.md shows how to make it)",
+            self.settings.region
+        )))
     }
 
     async fn launch(
         &self,
         ec2: &Client,
         ssm: &aws_sdk_ssm::Client,
+        region: &str,
         request: &ProvisionRequest,
     ) -> Result<String, AwsFailure> {
-        let image = Self::image(ssm, request.runtime.ami.as_deref()).await?;
+        self.check_manageable(ssm, region).await?;
         let instance_type = request
             .runtime
             .instance_type
             .clone()
             .unwrap_or_else(|| self.settings.instance_type.clone());
+        let architecture = Self::architecture(ec2, &instance_type).await?;
+        let image = Self::image(
+            ec2,
+            ssm,
+            request.runtime.ami.as_deref(),
+            &architecture,
+            &instance_type,
+        )
+        .await?;
         let mut tags = vec![
             Tag::builder()
                 .key(SANDBOX_ID_TAG)
@@ -220,11 +320,15 @@ impl Ec2Platform {
                     .set_tags(Some(tags))
                     .build(),
             );
-        if let Some(subnet) = &self.settings.subnet {
-            launch = launch.subnet_id(subnet);
-        }
-        if let Some(group) = &self.settings.security_group {
-            launch = launch.security_group_ids(group);
+        // A subnet and a security group belong to the region `km init --aws` saved them for;
+        // elsewhere the region's default VPC is used.
+        if region == self.settings.region {
+            if let Some(subnet) = &self.settings.subnet {
+                launch = launch.subnet_id(subnet);
+            }
+            if let Some(group) = &self.settings.security_group {
+                launch = launch.security_group_ids(group);
+            }
         }
         if let Some(profile) = &self.settings.instance_profile {
             launch = launch.iam_instance_profile(
@@ -376,7 +480,10 @@ impl Platform for Ec2Platform {
             .unwrap_or_else(|| self.settings.region.clone());
         let (ec2, ssm) = self.clients(&region);
         block_on(&self.runtime, async {
-            let instance_id = self.launch(&ec2, &ssm, request).await.map_err(boot)?;
+            let instance_id = self
+                .launch(&ec2, &ssm, &region, request)
+                .await
+                .map_err(boot)?;
             if let Err(failure) =
                 Self::wait_for(&ec2, &instance_id, InstanceStateName::Running).await
             {

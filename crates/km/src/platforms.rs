@@ -285,6 +285,12 @@ mod aws {
         } else {
             ui::status("✓ This machine now uses the AWS platform (settings in ~/.km/config.json)");
         }
+        if wanted.instance_profile.is_none() {
+            ui::warn(&format!(
+                "no --instance-profile: SSM can reach sandboxes only if this account has Default Host Management Configuration; without it km create refuses to launch. Set one: km init --aws --region {} --instance-profile <name> (docs/aws.md shows how to make it)",
+                wanted.region
+            ));
+        }
         if args.sidecars {
             deploy_manager(context, &wanted)?;
         } else {

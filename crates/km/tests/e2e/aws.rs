@@ -1073,3 +1073,115 @@ fn a_sandbox_without_vscode_gets_an_interactive_ssm_shell() {
     assert!(stderr.contains("without vscodeEnabled: true"), "{stderr}");
     aws.ok(&["destroy", &id, "--yes"]);
 }
+
+#[test]
+fn arm64_instance_types_get_an_arm64_image_and_a_mismatching_ami_is_refused_before_launch() {
+    let aws = Aws::new();
+    let id = aws.create_from(
+        "graviton",
+        "metadata:\n  name: graviton\nextends: ec2\nspec:\n  runtime:\n    instanceType: t4g.small\n",
+    );
+    let images = aws.boto3(
+        "us-east-1",
+        &format!(
+            "ssm = boto3.client('ssm', region_name='us-east-1', endpoint_url='{}', aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+             arm = ssm.get_parameter(Name='/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64')['Parameter']['Value']\n\
+             x86 = ssm.get_parameter(Name='/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64')['Parameter']['Value']\n\
+             used = [i['ImageId'] for r in ec2.describe_instances(Filters=[{{'Name': 'tag:km:sandbox-id', 'Values': ['{id}']}}])['Reservations'] for i in r['Instances']]\n\
+             print(json.dumps({{'arm': arm, 'x86': x86, 'used': used}}))\n",
+            aws.sim.url
+        ),
+    );
+    let images: serde_json::Value = serde_json::from_str(&images).unwrap();
+    assert_eq!(images["used"][0], images["arm"], "{images}");
+    aws.ok(&["destroy", &id, "--yes"]);
+
+    let profile = aws.env.home().join("mismatch.yaml");
+    std::fs::write(
+        &profile,
+        format!(
+            "metadata:\n  name: mismatch\nextends: ec2\nspec:\n  runtime:\n    instanceType: t4g.small\n    ami: {}\n",
+            images["x86"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let output = aws
+        .command(&["create", profile.to_str().unwrap()])
+        .env("KM_PROFILE_PATH", repo_profile("ec2").parent().unwrap())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("is built for x86_64, but instance type t4g.small runs arm64"),
+        "{said}"
+    );
+    assert_eq!(
+        aws.boto3(
+            "us-east-1",
+            "print(sum(1 for r in ec2.describe_instances()['Reservations'] for i in r['Instances'] if i['State']['Name'] != 'terminated'))"
+        )
+        .trim(),
+        "0",
+        "nothing new was launched"
+    );
+}
+
+#[test]
+fn a_network_saved_for_one_region_is_not_used_in_another() {
+    let aws = Aws::new();
+    let network = aws.boto3(
+        "us-east-1",
+        "vpc = ec2.describe_vpcs(Filters=[{'Name': 'isDefault', 'Values': ['true']}])['Vpcs'][0]['VpcId']\n\
+         subnet = ec2.describe_subnets(Filters=[{'Name': 'vpc-id', 'Values': [vpc]}])['Subnets'][0]['SubnetId']\n\
+         group = ec2.create_security_group(GroupName='km-test', Description='km test', VpcId=vpc)['GroupId']\n\
+         print(json.dumps({'subnet': subnet, 'group': group}))\n",
+    );
+    let network: serde_json::Value = serde_json::from_str(&network).unwrap();
+    aws.ok(&[
+        "init",
+        "--aws",
+        "--region",
+        "us-east-1",
+        "--instance-profile",
+        &aws.sim.instance_profile,
+        "--subnet",
+        network["subnet"].as_str().unwrap(),
+        "--security-group",
+        network["group"].as_str().unwrap(),
+    ]);
+    let id = aws.create_from(
+        "eu",
+        "metadata:\n  name: eu\nextends: ec2\nspec:\n  runtime:\n    region: eu-west-1\n",
+    );
+    assert_eq!(aws.describe("eu-west-1", &id).len(), 1);
+    aws.ok(&["destroy", &id, "--yes"]);
+}
+
+#[test]
+fn without_an_instance_profile_init_warns_and_create_launches_nothing() {
+    let aws = Aws::new();
+    let said =
+        String::from_utf8(aws.run(&["init", "--aws", "--region", "us-east-1"]).stderr).unwrap();
+    assert!(
+        said.contains("no --instance-profile")
+            && said.contains("km init --aws --region us-east-1 --instance-profile"),
+        "{said}"
+    );
+    let profile = repo_profile("ec2");
+    let refused = aws.fails(&["create", profile.to_str().unwrap()]);
+    assert!(
+        refused.contains("SSM could never reach the instance; nothing was launched")
+            && refused.contains("km init --aws --region us-east-1 --instance-profile"),
+        "{refused}"
+    );
+    assert!(aws.list().is_empty());
+    assert_eq!(
+        aws.boto3(
+            "us-east-1",
+            "print(sum(len(r['Instances']) for r in ec2.describe_instances()['Reservations']))"
+        )
+        .trim(),
+        "0"
+    );
+}
