@@ -64,6 +64,18 @@ struct Placement {
     region: String,
 }
 
+/// An instance profile named either way `km init --aws --instance-profile` accepts: its name,
+/// or its ARN (`arn:aws:iam::<account>:instance-profile/<path/name>`), which EC2 takes only as
+/// an ARN.
+fn instance_profile_spec(profile: &str) -> IamInstanceProfileSpecification {
+    let builder = IamInstanceProfileSpecification::builder();
+    if profile.starts_with("arn:") {
+        builder.arn(profile).build()
+    } else {
+        builder.name(profile).build()
+    }
+}
+
 fn boot(failure: AwsFailure) -> PlatformError {
     PlatformError::Boot(failure.to_string())
 }
@@ -331,11 +343,7 @@ impl Ec2Platform {
             }
         }
         if let Some(profile) = &self.settings.instance_profile {
-            launch = launch.iam_instance_profile(
-                IamInstanceProfileSpecification::builder()
-                    .name(profile)
-                    .build(),
-            );
+            launch = launch.iam_instance_profile(instance_profile_spec(profile));
         }
         let out = launch.send().await.map_err(AwsFailure::from_sdk)?;
         out.instances()
@@ -731,5 +739,19 @@ impl Platform for Ec2Platform {
         record: &SandboxRecord,
     ) -> Result<Option<std::process::Command>, PlatformError> {
         Self::session_target(record)?.shell().map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_profile_is_passed_by_arn_or_by_name_as_given() {
+        let arn = "arn:aws:iam::123456789012:instance-profile/team/km-sandbox";
+        let by_arn = instance_profile_spec(arn);
+        assert_eq!((by_arn.arn(), by_arn.name()), (Some(arn), None));
+        let by_name = instance_profile_spec("km-sandbox");
+        assert_eq!((by_name.arn(), by_name.name()), (None, Some("km-sandbox")));
     }
 }

@@ -1185,3 +1185,23 @@ fn without_an_instance_profile_init_warns_and_create_launches_nothing() {
         "0"
     );
 }
+
+#[test]
+fn an_instance_profile_given_by_arn_is_launched_with_by_arn() {
+    let aws = Aws::new();
+    let arn = format!(
+        "arn:aws:iam::123456789012:instance-profile/{}",
+        aws.sim.instance_profile
+    );
+    aws.ok(&[
+        "init",
+        "--aws",
+        "--region",
+        "us-east-1",
+        "--instance-profile",
+        &arn,
+    ]);
+    let id = aws.create(None);
+    assert_eq!(aws.list()[0]["status"], "running");
+    aws.ok(&["destroy", &id, "--yes"]);
+}
