@@ -406,7 +406,7 @@ impl Ec2Platform {
                     )));
                 }
                 // Booting, or its SSM agent has not registered yet.
-                Ok(_) | Err(Failure::NotManaged) => {}
+                Ok(_) | Err(Failure::NotManaged | Failure::Undelivered(_)) => {}
                 Err(other) => return Err(other.report(target)),
             }
             if Instant::now() > deadline {
@@ -414,6 +414,34 @@ impl Ec2Platform {
                     "instance {} did not finish its first boot where SSM can reach it within {}s; it needs an instance profile that allows SSM (km init --aws --instance-profile <name>, see docs/aws.md)",
                     target.instance_id,
                     STATE_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Waits until a no-op command runs on the instance.
+    async fn wait_reachable(
+        ssm: &aws_sdk_ssm::Client,
+        target: ssm_command::Target<'_>,
+    ) -> Result<(), PlatformError> {
+        let deadline = Instant::now() + STATE_TIMEOUT;
+        loop {
+            match ssm_command::run(ssm, target, "true", BOOT_CHECK_TIMEOUT, OnInterrupt::Ignore)
+                .await
+            {
+                Ok(done) if done.exit_code == 0 => return Ok(()),
+                Ok(_) | Err(Failure::NotManaged | Failure::Undelivered(_)) => {}
+                Err(other) => return Err(other.report(target)),
+            }
+            if Instant::now() > deadline {
+                return Err(PlatformError::Boot(format!(
+                    "instance {} of sandbox {} runs, but SSM could not reach it within {}s of its start; check: aws ssm describe-instance-information --filters Key=InstanceIds,Values={} --region {}",
+                    target.instance_id,
+                    target.sandbox,
+                    STATE_TIMEOUT.as_secs(),
+                    target.instance_id,
+                    target.region
                 )));
             }
             tokio::time::sleep(POLL_INTERVAL).await;
@@ -523,7 +551,16 @@ impl Platform for Ec2Platform {
                 .map_err(|e| boot(AwsFailure::from_sdk(e)))?;
             Self::wait_for(&ec2, &placement.instance_id, InstanceStateName::Running)
                 .await
-                .map_err(boot)
+                .map_err(boot)?;
+            // Running is not reachable: SSM delivers commands (and sessions) only once the
+            // agent has registered again after the start.
+            let (_, ssm) = self.clients(&placement.region);
+            let target = ssm_command::Target {
+                instance_id: &placement.instance_id,
+                region: &placement.region,
+                sandbox: &record.id,
+            };
+            Self::wait_reachable(&ssm, target).await
         })
     }
 

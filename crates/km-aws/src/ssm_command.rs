@@ -75,6 +75,9 @@ impl Target<'_> {
 pub(crate) enum Failure {
     /// SSM will not talk to the instance (yet, while it boots; or at all).
     NotManaged,
+    /// SSM accepted the command but did not deliver it: the instance is stopped or its agent
+    /// is offline (or not back yet after a start). Said in full, cancellation included.
+    Undelivered(PlatformError),
     /// Anything else, ready to report.
     Platform(PlatformError),
 }
@@ -84,7 +87,7 @@ impl Failure {
     pub(crate) fn report(self, target: Target<'_>) -> PlatformError {
         match self {
             Self::NotManaged => target.unmanaged(),
-            Self::Platform(error) => error,
+            Self::Undelivered(error) | Self::Platform(error) => error,
         }
     }
 }
@@ -213,19 +216,7 @@ pub(crate) async fn run(
             Err(error) => match AwsFailure::from_sdk(error) {
                 AwsFailure::NotYetDelivered(_) if started.elapsed() < DELIVERY_BUDGET => continue,
                 AwsFailure::NotYetDelivered(_) => {
-                    // A command delivered later must not run unobserved: cancel it, and say
-                    // whether that worked.
-                    let cancelled = match cancel(ssm, target, &command_id).await {
-                        Ok(()) => "it was cancelled".to_owned(),
-                        Err(why) => why.to_string(),
-                    };
-                    return Err(Failure::Platform(PlatformError::Channel(format!(
-                        "SSM accepted command {command_id} for instance {} of sandbox {} but did not deliver it within {}s ({cancelled}): its SSM agent may be offline; check: {}",
-                        target.instance_id,
-                        target.sandbox,
-                        DELIVERY_BUDGET.as_secs(),
-                        target.check_command()
-                    ))));
+                    return Err(undelivered(ssm, target, &command_id, "did not deliver it").await);
                 }
                 AwsFailure::Throttled(why) => {
                     let since = *throttled_since.get_or_insert_with(Instant::now);
@@ -257,7 +248,20 @@ pub(crate) async fn run(
             Some(CommandInvocationStatus::Success | CommandInvocationStatus::Failed) => {
                 return Ok(finished(false));
             }
+            // Both timeouts end as TimedOut; only the details say whether the script ran.
+            Some(CommandInvocationStatus::TimedOut)
+                if invocation.status_details() == Some("DeliveryTimedOut") =>
+            {
+                return Err(undelivered(ssm, target, &command_id, "timed out delivering it").await);
+            }
             Some(CommandInvocationStatus::TimedOut) => return Ok(finished(true)),
+            // Pending (or Delayed) past the budget: the instance is stopped or its agent is
+            // offline; a command left waiting would run later, unobserved.
+            Some(CommandInvocationStatus::Pending | CommandInvocationStatus::Delayed)
+                if started.elapsed() > DELIVERY_BUDGET =>
+            {
+                return Err(undelivered(ssm, target, &command_id, "did not deliver it").await);
+            }
             Some(CommandInvocationStatus::Cancelled) => {
                 return Err(Failure::Platform(PlatformError::Channel(format!(
                     "command {command_id} on instance {} was cancelled by someone else",
@@ -287,6 +291,22 @@ pub(crate) async fn run(
             return Ok(finished(true));
         }
     }
+}
+
+/// Cancels a command SSM has not delivered (a command delivered later must not run
+/// unobserved) and says so, with whether the cancel worked and what to check.
+async fn undelivered(ssm: &Client, target: Target<'_>, command_id: &str, what: &str) -> Failure {
+    let cancelled = match cancel(ssm, target, command_id).await {
+        Ok(()) => "it was cancelled".to_owned(),
+        Err(why) => why.to_string(),
+    };
+    Failure::Undelivered(PlatformError::Channel(format!(
+        "SSM accepted command {command_id} for instance {} of sandbox {} but {what} within {}s ({cancelled}): the instance is stopped, or its SSM agent is offline or has lost its permission (instance profile); check: {}",
+        target.instance_id,
+        target.sandbox,
+        DELIVERY_BUDGET.as_secs(),
+        target.check_command()
+    )))
 }
 
 async fn cancel(ssm: &Client, target: Target<'_>, command_id: &str) -> Result<(), PlatformError> {

@@ -65,6 +65,11 @@ fn section<'a>(stdout: &'a str, header: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Whether [`probe_script`] ran to its last section (its output is a whole report).
+pub fn probe_completed(stdout: &str) -> bool {
+    stdout.lines().any(|line| line == HOSTKEY)
+}
+
 /// Parses what [`probe_script`] printed.
 pub fn parse_probe(stdout: &str) -> Probe {
     let sshd = section(stdout, SSHD);
@@ -292,6 +297,15 @@ mod tests {
         );
         assert_eq!(probe.host_key.as_deref(), Some("ssh-ed25519 HHH host"));
         assert_eq!(probe.problem(), None);
+    }
+
+    #[test]
+    fn only_a_whole_probe_report_counts() {
+        assert!(probe_completed(
+            "=== sshd ===\nactive\n=== authorized_keys ===\nabsent\n=== hostkey ===\n"
+        ));
+        assert!(!probe_completed(""));
+        assert!(!probe_completed("=== sshd ===\ninactive\n"));
     }
 
     #[test]

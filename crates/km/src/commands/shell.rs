@@ -8,6 +8,7 @@
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
+use km_core::platform::PlatformError;
 use km_core::userdata::shell_quote;
 
 use crate::cli::ShellArgs;
@@ -51,6 +52,11 @@ pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode
         return Ok(ExitCode::from(
             u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
         ));
+    }
+    // A stopped sandbox is refused at once: on EC2, SSM would accept the command and hold it
+    // Pending until its delivery timeout.
+    if !platform.reachable(&record)? {
+        return Err(PlatformError::NotRunning(record.id.clone()).into());
     }
     let script: Vec<String> = args.command.iter().map(|word| shell_quote(word)).collect();
     let exit_code = platform.run_with_stdio(

@@ -308,8 +308,20 @@ fn create_launches_a_tagged_instance_with_the_key_in_its_userdata_and_destroy_cl
     aws.ok(&["stop", "cloud-poc"]);
     assert_eq!(aws.describe("us-east-1", &id)[0]["state"], "stopped");
     assert_eq!(aws.list()[0]["status"], "stopped");
+    // SSM would hold a command for a stopped instance Pending: km refuses at once instead.
+    let refused = aws.fails(&["shell", "cloud-poc", "--", "true"]);
+    assert!(
+        refused.contains(&format!("sandbox {id} is not running"))
+            && refused.contains(&format!("km resume {id}")),
+        "{refused}"
+    );
     aws.ok(&["resume", "cloud-poc"]);
     assert_eq!(aws.describe("us-east-1", &id)[0]["state"], "running");
+    // resume returns once SSM reaches the instance again, so a command runs right away.
+    assert_eq!(
+        aws.ok(&["shell", "cloud-poc", "--", "echo", "back"]),
+        "back\n"
+    );
 
     aws.ok(&["destroy", "cloud-poc", "--yes"]);
     assert!(aws.list().is_empty());
@@ -683,7 +695,8 @@ fn ssm_failures_each_give_their_own_error_and_change_nothing() {
     assert!(stderr.contains("aws sso login"), "{stderr}");
     assert_unchanged(&aws, &id, &before);
 
-    // No instance profile any more: SSM no longer manages the instance.
+    // No instance profile any more: SSM still knows the managed node, but its agent can no
+    // longer take commands, so they stay undelivered.
     aws.sim.clear_faults();
     aws.boto3(
         "us-east-1",
@@ -692,10 +705,13 @@ fn ssm_failures_each_give_their_own_error_and_change_nothing() {
         ),
     );
     let stderr = aws.fails(&["shell", &id, "--", "true"]);
-    assert!(stderr.contains("is not reachable through SSM"), "{stderr}");
+    assert!(
+        stderr.contains("did not deliver it") && stderr.contains("lost its permission"),
+        "{stderr}"
+    );
     assert!(stderr.contains(&check), "{stderr}");
     let stderr = aws.fails(&["vscode", "rekey", &id, "--yes"]);
-    assert!(stderr.contains("is not reachable through SSM"), "{stderr}");
+    assert!(stderr.contains("did not deliver it"), "{stderr}");
     assert_unchanged(&aws, &id, &before);
     aws.ok(&["destroy", &id, "--yes"]);
 }

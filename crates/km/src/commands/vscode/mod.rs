@@ -14,7 +14,7 @@ use km_core::id::{KeyOwner, SandboxId};
 use km_core::keys::key_material;
 use km_core::platform::Platform;
 use km_core::record::SandboxRecord;
-use km_core::remote_script::{Probe, ProbeProblem, parse_probe, probe_script};
+use km_core::remote_script::{Probe, ProbeProblem, parse_probe, probe_completed, probe_script};
 
 use crate::cli::VscodeCommand;
 use crate::context::Context;
@@ -97,6 +97,23 @@ fn probe_running(context: &Context, record: &SandboxRecord) -> CommandResult<Pro
 fn probe(platform: &dyn Platform, record: &SandboxRecord) -> CommandResult<Probe> {
     let script = probe_script(&platform.sshd_check(), &platform.host_key_path(record));
     let output = platform.exec(record, &script, PROBE_TIMEOUT)?;
+    // A probe that did not run to its end says nothing about the sandbox: never read its
+    // silence as "VS Code is not enabled".
+    if output.timed_out || !probe_completed(&output.stdout) {
+        let id = &record.id;
+        return Err(CommandError::user(format!(
+            "could not check sandbox {id}: the probe over its command channel {}",
+            if output.timed_out {
+                format!("timed out after {} s", PROBE_TIMEOUT.as_secs())
+            } else {
+                "ended without its report".to_owned()
+            }
+        ))
+        .cause(output.stderr.trim().to_owned())
+        .hint(format!(
+            "try again; if it persists: km stop {id} && km resume {id}"
+        )));
+    }
     Ok(parse_probe(&output.stdout))
 }
 
