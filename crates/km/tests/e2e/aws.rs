@@ -448,6 +448,9 @@ impl Aws {
 #[test]
 fn the_vscode_workflow_runs_on_an_ec2_sandbox_through_ssm_with_real_ssh() {
     let aws = Aws::new();
+    // AWS throttles at its own pace: 3 % of every API call, from a seeded sequence, must be
+    // absorbed by the SDK's retries and km's own.
+    aws.sim.fault("throttle-random 0.03 11");
     let id = aws.create(Some("cloud-dev"));
     let host = format!("km-{id}");
     let listed = aws.list();
@@ -1219,5 +1222,73 @@ fn an_instance_profile_given_by_arn_is_launched_with_by_arn() {
     ]);
     let id = aws.create(None);
     assert_eq!(aws.list()[0]["status"], "running");
+    aws.ok(&["destroy", &id, "--yes"]);
+}
+
+#[test]
+fn faults_on_every_protocol_are_reported_in_kms_words_and_change_nothing() {
+    let aws = Aws::new();
+    // EC2's query API, answering in its XML.
+    aws.sim.fault("deny ec2:RunInstances");
+    let profile = repo_profile("ec2");
+    let stderr = aws.fails(&["create", profile.to_str().unwrap()]);
+    assert!(
+        stderr.contains("AWS denied the call (UnauthorizedOperation")
+            && stderr.contains("ec2:RunInstances"),
+        "{stderr}"
+    );
+    assert!(aws.list().is_empty());
+    aws.sim.clear_faults();
+    let id = aws.create(None);
+    aws.sim.fault("expired-credentials ec2");
+    let stderr = aws.fails(&["stop", &id]);
+    assert!(
+        stderr.contains("AWS credentials are missing or no longer valid")
+            && stderr.contains("RequestExpired"),
+        "{stderr}"
+    );
+    aws.sim.clear_faults();
+    assert_eq!(aws.list()[0]["status"], "running");
+
+    // A session SSM refuses.
+    aws.ok(&["vscode", "start", &id, "--proxy"]);
+    aws.sim.fault("deny ssm:StartSession");
+    let refused = aws.ssh(&format!("km-{id}")).arg("true").output().unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(said.contains("AWS denied the SSM session"), "{said}");
+    aws.sim.clear_faults();
+    assert!(succeeds(&mut aws.ssh(&format!("km-{id}")).arg("true")));
+
+    // S3's REST API, while deploying the management component.
+    aws.boto3(
+        "us-east-1",
+        "import io, zipfile\n\
+         kw = dict(region_name='us-east-1', endpoint_url=ec2.meta.endpoint_url, aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+         boto3.client('s3', **kw).create_bucket(Bucket='km-artifacts')\n\
+         code = io.BytesIO(); zipfile.ZipFile(code, 'w').writestr('bootstrap', '#!/bin/sh\\n')\n\
+         boto3.client('lambda', **kw).create_function(FunctionName='km-manager', Runtime='provided.al2023', Handler='bootstrap', Role='arn:aws:iam::123456789012:role/km-sandbox', Code={'ZipFile': code.getvalue()})\n",
+    );
+    aws.sim.fault("deny s3:PutObject");
+    let sidecars = [
+        "init",
+        "--aws",
+        "--region",
+        "us-east-1",
+        "--instance-profile",
+        &aws.sim.instance_profile,
+        "--sidecars",
+        "--artifact-bucket",
+        "km-artifacts",
+    ];
+    let stderr = aws.fails(&sidecars);
+    assert!(stderr.contains("AccessDenied"), "{stderr}");
+    // Lambda's REST API.
+    aws.sim.clear_faults();
+    aws.sim.fault("deny lambda:UpdateFunctionCode");
+    let stderr = aws.fails(&sidecars);
+    assert!(stderr.contains("AccessDenied"), "{stderr}");
+    aws.sim.clear_faults();
+    aws.ok(&sidecars);
     aws.ok(&["destroy", &id, "--yes"]);
 }
