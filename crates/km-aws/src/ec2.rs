@@ -411,7 +411,7 @@ impl Ec2Platform {
             }
             if Instant::now() > deadline {
                 return Err(PlatformError::Boot(format!(
-                    "instance {} did not finish its first boot where SSM can reach it within {}s; it needs an instance profile that allows SSM (km init --aws --instance-profile <name>, see docs/aws.md)",
+                    "instance {} did not finish its first boot where SSM can reach it within {}s: it needs an instance profile that allows SSM (km init --aws --instance-profile <name>) and a subnet that reaches SSM; SSM also answers InvalidInstanceId when your own identity may not send commands to the instance (ssm:SendCommand, see docs/aws.md)",
                     target.instance_id,
                     STATE_TIMEOUT.as_secs()
                 )));
