@@ -129,6 +129,14 @@ pub enum StoreError {
         /// How it was looked up.
         tried: String,
     },
+    /// The reference names sandboxes in two stores (this machine's and the team's).
+    #[error("{reference:?} names more than one sandbox: {candidates}")]
+    Ambiguous {
+        /// What the user typed.
+        reference: String,
+        /// The sandboxes it names, with their platforms.
+        candidates: String,
+    },
     /// The database failed.
     #[error("state store: {0}")]
     Backend(String),

@@ -63,6 +63,9 @@ impl From<StoreError> for CommandError {
             StoreError::NotFound { .. } => Some(
                 "run `km list` to see sandboxes with their IDs, aliases and numbers".to_owned(),
             ),
+            StoreError::Ambiguous { .. } => {
+                Some("name it by its ID (km list shows each sandbox's platform and ID)".to_owned())
+            }
             StoreError::AliasTaken(alias) => Some(format!(
                 "pick another --alias, or free it with `km destroy {alias} --yes`"
             )),

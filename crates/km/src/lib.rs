@@ -12,6 +12,7 @@ mod interrupts;
 mod key_rotation;
 mod manager;
 mod platforms;
+mod routed_store;
 mod settings;
 mod ssh_client;
 mod ssh_entries;

@@ -14,6 +14,7 @@ use km_local::store::SqliteStore;
 use crate::context::{Context, current_user, install_hint, store_error};
 use crate::error::{CommandError, CommandResult};
 use crate::manager::Manifest;
+use crate::routed_store::RoutedStore;
 use crate::settings::{PlatformChoice, Settings};
 
 /// The name the local platform records.
@@ -33,8 +34,40 @@ pub(crate) fn open_store(context: &Context) -> CommandResult<Box<dyn SandboxStor
             let store = SqliteStore::open(&file).map_err(|e| store_error(&file, e))?;
             Ok(Box::new(store))
         }
-        PlatformChoice::Aws => aws::open_store(context, &settings),
+        PlatformChoice::Aws => {
+            // Local sandboxes keep their records on this machine even when the team's table
+            // serves the rest.
+            let paths = context.paths.clone();
+            Ok(Box::new(RoutedStore {
+                local: local_store(context)?,
+                shared: aws::open_store(context, &settings)?,
+                machine_local: is_machine_local,
+                made_here: Box::new(move |id| paths.sandbox_dir(id).exists()),
+            }))
+        }
     }
+}
+
+/// The team's shared table, when this machine uses one (`km init --aws`).
+pub(crate) fn shared_store(context: &Context) -> CommandResult<Option<Box<dyn SandboxStore>>> {
+    let settings = Settings::load(context)?;
+    match settings.platform {
+        PlatformChoice::Local => Ok(None),
+        PlatformChoice::Aws => aws::open_store(context, &settings).map(Some),
+    }
+}
+
+/// This machine's own records (created if missing).
+pub(crate) fn local_store(context: &Context) -> CommandResult<Box<dyn SandboxStore>> {
+    let file = context.paths.store_file();
+    let store = SqliteStore::open(&file).map_err(|e| store_error(&file, e))?;
+    Ok(Box::new(store))
+}
+
+/// Whether a platform's sandboxes belong to the machine that made them (their records never go
+/// to a shared table): the local platform's run as processes of this machine.
+pub(crate) fn is_machine_local(platform: &str) -> bool {
+    platform == LOCAL
 }
 
 fn not_initialised(file: &std::path::Path) -> CommandError {

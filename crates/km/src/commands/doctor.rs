@@ -117,6 +117,9 @@ pub(crate) fn run(context: &Context, args: &DoctorArgs) -> CommandResult<ExitCod
         Some(Ok(what)) => report.ok("management component", what),
         Some(Err(why)) => report.problem("management component", why, None),
     }
+    if records.is_some() {
+        misplaced_records(context, &mut report, args.fix);
+    }
     if let (Some(records), Some(store)) = (&records, &store) {
         ssh_config_entries(context, records, &mut report, args.fix);
         keys_and_pins(context, records, &mut report, args.fix);
@@ -427,6 +430,91 @@ fn openssh_meaning(value: &str) -> String {
         "no" | "false" | "off" => "no".to_owned(),
         _ => value,
     }
+}
+
+/// Local sandboxes an older km recorded in the team's shared table: there teammates saw them
+/// (as stopped) and could destroy their records. This machine's own are moved to its records;
+/// another machine's are only named (hidden here; their owner's doctor moves them).
+fn misplaced_records(context: &Context, report: &mut Report, fix: bool) {
+    let Ok(Some(shared)) = crate::platforms::shared_store(context) else {
+        return;
+    };
+    let Ok(all) = shared.list() else {
+        return;
+    };
+    for record in all
+        .iter()
+        .filter(|r| crate::platforms::is_machine_local(&r.platform))
+    {
+        let id = &record.id;
+        if !context.paths.sandbox_dir(id).exists() {
+            report.ok(
+                "local sandbox in the team's table",
+                format!(
+                    "{id} is another machine's local sandbox recorded in the team's table by an older km; it is hidden here, and its owner's km doctor --fix moves it"
+                ),
+            );
+            continue;
+        }
+        let fixed = match fix.then(|| move_to_local(context, shared.as_ref(), record)) {
+            Some(Ok(())) => Some("moved to this machine's own records".to_owned()),
+            Some(Err(e)) => {
+                report.problem(
+                    "local sandbox in the team's table",
+                    format!(
+                        "{id} could not be moved to this machine's records: {}",
+                        e.one_line()
+                    ),
+                    None,
+                );
+                continue;
+            }
+            None => None,
+        };
+        report.problem(
+            "local sandbox in the team's table",
+            format!(
+                "{id} runs on this machine but is recorded in the team's table, where teammates see it and could remove its record"
+            ),
+            fixed,
+        );
+    }
+}
+
+fn move_to_local(
+    context: &Context,
+    shared: &dyn SandboxStore,
+    record: &SandboxRecord,
+) -> CommandResult<()> {
+    let local = crate::platforms::local_store(context)?;
+    let new = km_core::record::NewSandbox {
+        id: record.id.clone(),
+        alias: record.alias.clone(),
+        profile: record.profile.clone(),
+        profile_path: record.profile_path.clone(),
+        platform: record.platform.clone(),
+        vscode_enabled: record.vscode_enabled,
+        created_at: record.created_at,
+    };
+    if local.get(&record.id)?.is_none() {
+        local.insert(&new)?;
+    }
+    local.set_status(&record.id, record.status)?;
+    local.set_key_fingerprint(&record.id, record.key_fingerprint.as_deref())?;
+    local.set_resources(&record.id, &record.resources)?;
+    if record.locked {
+        let holder = record
+            .lock_holder
+            .clone()
+            .unwrap_or(km_core::record::LockHolder {
+                by: "an older km".to_owned(),
+                since: record.created_at,
+            });
+        local.set_locked(&record.id, Some(&holder))?;
+    }
+    // Only once the local copy is whole does the shared one go.
+    shared.delete(&record.id)?;
+    Ok(())
 }
 
 fn keys_and_pins(context: &Context, records: &[SandboxRecord], report: &mut Report, fix: bool) {

@@ -99,8 +99,8 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut out = format!(
-        "{:<4} {:<22} {:<20} {:<9} {:<14} {:>5}\n",
-        "#", "ID", "ALIAS", "STATUS", "PROFILE", "AGE"
+        "{:<4} {:<22} {:<20} {:<9} {:<8} {:<14} {:>5}\n",
+        "#", "ID", "ALIAS", "STATUS", "PLATFORM", "PROFILE", "AGE"
     );
     for (record, status) in &rows {
         let alias = record.alias.as_ref().map_or("-", |a| a.as_str());
@@ -114,11 +114,12 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
             (None, false) => String::new(),
         };
         out.push_str(&format!(
-            "{:<4} {:<22} {:<20} {:<9} {:<14} {:>5}{lock}\n",
+            "{:<4} {:<22} {:<20} {:<9} {:<8} {:<14} {:>5}{lock}\n",
             record.number,
             record.id.as_str(),
             alias,
             status.as_str(),
+            ui::printable(&record.platform),
             ui::printable(&record.profile),
             age(now.saturating_sub(record.created_at)),
         ));

@@ -1292,3 +1292,103 @@ fn faults_on_every_protocol_are_reported_in_kms_words_and_change_nothing() {
     aws.ok(&sidecars);
     aws.ok(&["destroy", &id, "--yes"]);
 }
+
+/// The DynamoDB items of the record table, as `pk` values.
+fn table_keys(aws: &Aws) -> Vec<String> {
+    let out = aws.boto3(
+        "us-east-1",
+        "db = boto3.client('dynamodb', region_name='us-east-1', endpoint_url=ec2.meta.endpoint_url, aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+         print(json.dumps([i['pk']['S'] for i in db.scan(TableName='km-sandboxes')['Items']]))\n",
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn a_local_sandbox_stays_on_its_machine_when_the_team_shares_a_table() {
+    let alice = Aws::named("alice");
+    let bob = alice.join("bob");
+    let cloud = bob.create(Some("shared-one"));
+    // Alice, set up for the team's table, makes a local sandbox.
+    let profile = repo_profile("default");
+    let local = alice.ok(&["create", profile.to_str().unwrap(), "--alias", "mine"]);
+    let local = local.trim().to_owned();
+    assert!(
+        !table_keys(&alice).iter().any(|k| k.contains(&local)),
+        "the local sandbox is not in the team's table"
+    );
+    let listed = alice.list();
+    let platforms: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["platform"].as_str().unwrap()))
+        .collect();
+    assert!(
+        platforms.contains(&(local.as_str(), "local")),
+        "{platforms:?}"
+    );
+    assert!(
+        platforms.contains(&(cloud.as_str(), "aws")),
+        "{platforms:?}"
+    );
+    assert!(alice.ok(&["list"]).contains("PLATFORM"));
+    // Bob sees the team's sandbox only, and cannot reach Alice's.
+    assert!(!bob.list().iter().any(|s| s["id"] == local.as_str()));
+    let refused = bob.fails(&["destroy", &local, "--yes"]);
+    assert!(refused.contains("no sandbox matches"), "{refused}");
+    // References resolve across both; an alias names one sandbox wherever it lives.
+    assert_eq!(alice.ok(&["shell", "mine", "--", "echo", "here"]), "here\n");
+    let taken = alice.fails(&["create", profile.to_str().unwrap(), "--alias", "shared-one"]);
+    assert!(
+        taken.contains("alias shared-one is already used"),
+        "{taken}"
+    );
+    // Both stores numbered their first sandbox 1: the number is ambiguous, and says so.
+    let ambiguous = alice.fails(&["shell", "1", "--", "true"]);
+    assert!(
+        ambiguous.contains("names more than one sandbox")
+            && ambiguous.contains(&local)
+            && ambiguous.contains(&cloud),
+        "{ambiguous}"
+    );
+    alice.ok(&["destroy", &local, "--yes"]);
+    alice.ok(&["destroy", &cloud, "--yes"]);
+}
+
+#[test]
+fn doctor_moves_a_local_sandbox_an_older_km_put_in_the_team_table() {
+    let aws = Aws::new();
+    let profile = repo_profile("default");
+    let id = aws
+        .ok(&["create", profile.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    // As an older km left it: the record in the team's table, none on this machine.
+    aws.boto3(
+        "us-east-1",
+        &format!(
+            "db = boto3.client('dynamodb', region_name='us-east-1', endpoint_url=ec2.meta.endpoint_url, aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+             db.put_item(TableName='km-sandboxes', Item={{'pk': {{'S': 'sandbox#{id}'}}, 'id': {{'S': '{id}'}}, 'number': {{'N': '7'}}, 'profile': {{'S': 'default'}}, 'profile_path': {{'S': '/p.yaml'}}, 'platform': {{'S': 'local'}}, 'status': {{'S': 'running'}}, 'locked': {{'BOOL': False}}, 'created_at': {{'N': '1'}}, 'vscode_enabled': {{'BOOL': True}}, 'resources': {{'S': '{{}}'}}}})\n"
+        ),
+    );
+    let local_db = aws.env.home().join(".km/state.db");
+    let removed = Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('DELETE FROM sandboxes WHERE id = ?', (sys.argv[2],)); c.commit()")
+        .arg(&local_db)
+        .arg(&id)
+        .status()
+        .unwrap();
+    assert!(removed.success());
+    let found = String::from_utf8(aws.run(&["doctor"]).stdout).unwrap();
+    assert!(
+        found.contains("local sandbox in the team's table") && found.contains(&id),
+        "{found}"
+    );
+    let fixed = String::from_utf8(aws.run(&["doctor", "--fix"]).stdout).unwrap();
+    assert!(
+        fixed.contains("moved to this machine's own records"),
+        "{fixed}"
+    );
+    assert!(!table_keys(&aws).iter().any(|k| k.contains(&id)));
+    assert_eq!(aws.ok(&["shell", &id, "--", "echo", "ok"]), "ok\n");
+    aws.ok(&["destroy", &id, "--yes"]);
+}
