@@ -1258,7 +1258,7 @@ fn faults_on_every_protocol_are_reported_in_kms_words_and_change_nothing() {
     assert!(!refused.status.success());
     assert!(said.contains("AWS denied the SSM session"), "{said}");
     aws.sim.clear_faults();
-    assert!(succeeds(&mut aws.ssh(&format!("km-{id}")).arg("true")));
+    assert!(succeeds(aws.ssh(&format!("km-{id}")).arg("true")));
 
     // S3's REST API, while deploying the management component.
     aws.boto3(
