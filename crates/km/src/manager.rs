@@ -564,6 +564,52 @@ fn withdrawn(layout: &Layout, what: &str, gave_up: &GaveUp, retry: &str) -> Comm
     error
 }
 
+/// A request as the operator sees it, for the messages when the wait ends early.
+struct Asked {
+    /// `create sb-…`.
+    what: String,
+    /// What the spinner says while it waits.
+    spinner: String,
+    /// The command that asks again.
+    retry: String,
+    /// How to follow a request that goes on without the CLI.
+    follow: String,
+}
+
+/// What came of a request the CLI waited for.
+enum Waited {
+    /// The manager's outcome.
+    Outcome(Outcome),
+    /// Taken back before any manager started it.
+    Withdrawn(CommandError),
+    /// Started by a manager; it goes on without the CLI.
+    StillRunning(CommandError),
+}
+
+/// Waits for `request_id`; when the wait ends without an outcome, withdraws the request if no
+/// manager has claimed it yet.
+fn wait_or_withdraw(
+    layout: &Layout,
+    request_id: &str,
+    manager: Child,
+    interrupts: &Interrupts,
+    asked: &Asked,
+) -> CommandResult<Waited> {
+    let gave_up = match wait_for(layout, request_id, manager, &asked.spinner, interrupts)? {
+        Ok(outcome) => return Ok(Waited::Outcome(outcome)),
+        Err(gave_up) => gave_up,
+    };
+    Ok(match withdraw(layout, request_id)? {
+        Withdrawal::Finished(outcome) => Waited::Outcome(outcome),
+        Withdrawal::Withdrawn => {
+            Waited::Withdrawn(withdrawn(layout, &asked.what, &gave_up, &asked.retry))
+        }
+        Withdrawal::Started => {
+            Waited::StillRunning(still_running(layout, &asked.what, &gave_up, &asked.follow))
+        }
+    })
+}
+
 fn request_id(id: &SandboxId, kind: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -662,43 +708,26 @@ pub(crate) fn create_remote(
         });
         return Ok(ExitCode::SUCCESS);
     }
-    let waited = wait_for(
-        &layout,
-        &request_id,
-        manager,
-        &format!("creating {id}"),
-        &interrupts,
-    )?;
-    let outcome = match waited {
-        Ok(outcome) => outcome,
-        Err(gave_up) => match withdraw(&layout, &request_id)? {
-            Withdrawal::Finished(outcome) => outcome,
-            Withdrawal::Withdrawn => {
-                let error = withdrawn(
-                    &layout,
-                    &format!("create {id}"),
-                    &gave_up,
-                    &format!("km create {} --remote", args.profile.display()),
-                );
-                return Err(match forget_operator_state(context, &id) {
-                    Ok(()) => error.cause(format!("the keypair made for {id} was removed")),
-                    Err(e) => error.cause(format!(
-                        "the keypair made for {id} could not be removed ({}); km doctor --fix removes it",
-                        e.message
-                    )),
-                });
-            }
-            Withdrawal::Started => {
-                return Err(still_running(
-                    &layout,
-                    &format!("create {id}"),
-                    &gave_up,
-                    &format!(
-                        "follow it with km list; once {id} is running, km vscode start {id} pins its host key and connects"
-                    ),
-                ));
-            }
-        },
+    let asked = Asked {
+        what: format!("create {id}"),
+        spinner: format!("creating {id}"),
+        retry: format!("km create {} --remote", args.profile.display()),
+        follow: format!(
+            "follow it with km list; once {id} is running, km vscode start {id} pins its host key and connects"
+        ),
+    };
+    let outcome = match wait_or_withdraw(&layout, &request_id, manager, &interrupts, &asked)? {
+        Waited::Outcome(outcome) => outcome,
+        Waited::Withdrawn(error) => {
+            return Err(match forget_operator_state(context, &id) {
+                Ok(()) => error.cause(format!("the keypair made for {id} was removed")),
+                Err(e) => error.cause(format!(
+                    "the keypair made for {id} could not be removed ({}); km doctor --fix removes it",
+                    e.message
+                )),
+            });
+        }
+        Waited::StillRunning(error) => return Err(error),
     };
     if outcome.state != "done" {
         let removed = forget_operator_state(context, &id);
@@ -756,36 +785,17 @@ pub(crate) fn destroy_remote(
     let interrupts = Interrupts::hold()
         .map_err(|e| CommandError::user("cannot install km's signal handlers").cause(e))?;
     let manager = submit(&layout, &request_id, &request)?;
-    let waited = wait_for(
-        &layout,
-        &request_id,
-        manager,
-        &format!("destroying {id}"),
-        &interrupts,
-    )?;
-    let outcome = match waited {
-        Ok(outcome) => outcome,
-        Err(gave_up) => match withdraw(&layout, &request_id)? {
-            Withdrawal::Finished(outcome) => outcome,
-            Withdrawal::Withdrawn => {
-                return Err(withdrawn(
-                    &layout,
-                    &format!("destroy {id}"),
-                    &gave_up,
-                    &format!("km destroy {id} --remote"),
-                ));
-            }
-            Withdrawal::Started => {
-                return Err(still_running(
-                    &layout,
-                    &format!("destroy {id}"),
-                    &gave_up,
-                    &format!(
-                        "follow it with km list; once {id} is gone, km doctor --fix removes this machine's key, ssh config entry and host key pin for it"
-                    ),
-                ));
-            }
-        },
+    let asked = Asked {
+        what: format!("destroy {id}"),
+        spinner: format!("destroying {id}"),
+        retry: format!("km destroy {id} --remote"),
+        follow: format!(
+            "follow it with km list; once {id} is gone, km doctor --fix removes this machine's key, ssh config entry and host key pin for it"
+        ),
+    };
+    let outcome = match wait_or_withdraw(&layout, &request_id, manager, &interrupts, &asked)? {
+        Waited::Outcome(outcome) => outcome,
+        Waited::Withdrawn(error) | Waited::StillRunning(error) => return Err(error),
     };
     if outcome.state != "done" {
         return Err(

@@ -764,43 +764,24 @@ fn missing_tools_truncated_output_interrupts_and_expired_logins_are_reported() {
     );
     assert_unchanged(&aws, &id, &before);
 
-    // Output past SSM's 24,000 bytes is reported as cut, never as complete.
-    let output = aws
-        .command(&[
-            "shell",
-            &id,
-            "--",
-            "sh",
-            "-c",
-            "head -c 30000 /dev/zero | tr '\\0' x",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert_eq!(output.stdout.len(), 24_000);
-    let said = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        said.contains("SSM cut the output") && said.contains(&format!("ssh {host}")),
-        "{said}"
-    );
-    // SSM counts bytes: 20,000 characters of two-byte text are cut too.
-    let output = aws
-        .command(&[
-            "shell",
-            &id,
-            "--",
-            "sh",
-            "-c",
-            "yes é | tr -d '\\n' | head -c 40000",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert_eq!(output.stdout.len(), 24_000);
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("SSM cut the output"),
-        "{output:?}"
-    );
+    // Output past SSM's 24,000 bytes is reported as cut, never as complete; SSM counts
+    // bytes, so 20,000 characters of two-byte text are cut too.
+    for script in [
+        "head -c 30000 /dev/zero | tr '\\0' x",
+        "yes é | tr -d '\\n' | head -c 40000",
+    ] {
+        let output = aws
+            .command(&["shell", &id, "--", "sh", "-c", script])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{script}");
+        assert_eq!(output.stdout.len(), 24_000, "{script}");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            said.contains("SSM cut the output") && said.contains(&format!("ssh {host}")),
+            "{script}: {said}"
+        );
+    }
 
     // Ctrl-C cancels the remote command.
     let marker = format!("remote-sleep-of-{id}");

@@ -5,15 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{HeldLock, TestEnv, Tunnel, succeeds, wait_until};
-
-fn agent_pid(env: &TestEnv, id: &str) -> i32 {
-    std::fs::read_to_string(env.home().join(format!(".km/sandboxes/{id}/run/agent.pid")))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
+use crate::support::{HeldLock, TestEnv, Tunnel, agent_pid, succeeds, wait_until};
 
 fn signal(pid: i32, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();

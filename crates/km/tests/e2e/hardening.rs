@@ -13,16 +13,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::support::{
-    TestEnv, Tunnel, free_port, processes_naming, repo_profile, skipped, succeeds, wait_until,
+    TestEnv, Tunnel, agent_pid, free_port, processes_naming, repo_profile, skipped, succeeds,
+    wait_until,
 };
-
-fn agent_pid(env: &TestEnv, id: &str) -> i32 {
-    std::fs::read_to_string(env.home().join(format!(".km/sandboxes/{id}/run/agent.pid")))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
 
 fn open_fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -520,23 +520,13 @@ fn a_tab_press_offers_nothing_at_once_while_the_store_is_locked() {
         "an unlocked store offers the sandbox: {offered:?}"
     );
     // Another process holds the store exclusively (SQLite makes readers wait up to 10 s).
-    let mut holder = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('PRAGMA locking_mode=EXCLUSIVE')\nc.execute('BEGIN EXCLUSIVE')\nc.execute('UPDATE sandboxes SET locked = locked')\nprint('held', flush=True)\nsys.stdin.read()",
-        ])
-        .arg(env.home().join(".km/state.db"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line, "held\n");
+    let mut lock = std::process::Command::new("python3");
+    lock.args([
+        "-c",
+        "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('PRAGMA locking_mode=EXCLUSIVE')\nc.execute('BEGIN EXCLUSIVE')\nc.execute('UPDATE sandboxes SET locked = locked')\nprint('held', flush=True)\nsys.stdin.read()",
+    ])
+    .arg(env.home().join(".km/state.db"));
+    let holder = crate::support::HeldLock::start(lock);
     let mut completion = complete().spawn().unwrap();
     let mut finished = None;
     // Well under SQLite's 10 s busy wait, which is what a TAB press used to sit through.
@@ -545,8 +535,7 @@ fn a_tab_press_offers_nothing_at_once_while_the_store_is_locked() {
         finished = completion.try_wait().unwrap();
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     if finished.is_none() {
         let _ = completion.kill();
         let _ = completion.wait();

@@ -23,18 +23,9 @@ fn assert_nothing_made(env: &TestEnv) {
 /// Runs the installed manager over its queue, as km would, and returns the outcome it wrote
 /// for `request_id`.
 fn serve_queue(env: &TestEnv, request_id: &str) -> serde_json::Value {
-    let served = Command::new(platform_dir(env).join("km-manager"))
-        .args(["__manager", "serve"])
-        .env_clear()
-        .env("HOME", env.home())
-        .env("PATH", std::env::var("PATH").unwrap())
-        .output()
-        .unwrap();
+    let served = serve_must_finish(env);
     assert!(served.status.success(), "{served:?}");
-    serde_json::from_slice(
-        &std::fs::read(platform_dir(env).join(format!("results/{request_id}.json"))).unwrap(),
-    )
-    .unwrap()
+    result_of(env, request_id)
 }
 
 fn create_remote(env: &TestEnv, extra: &[&str]) -> std::process::Output {

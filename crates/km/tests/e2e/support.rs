@@ -304,20 +304,38 @@ impl Drop for Tunnel {
     }
 }
 
-/// An exclusive `flock` on a file, held by a separate process (as another km would hold it)
-/// until dropped; the process is stopped by its PID.
+/// The PID of a local sandbox's agent.
+pub(crate) fn agent_pid(env: &TestEnv, id: &str) -> i32 {
+    std::fs::read_to_string(env.home().join(format!(".km/sandboxes/{id}/run/agent.pid")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A separate process that takes hold of something (a lock, a database) and keeps it until
+/// dropped; it prints `held` once it holds it, and is stopped by its PID.
 pub(crate) struct HeldLock {
     holder: Child,
 }
 
 impl HeldLock {
+    /// An exclusive `flock` on a file, as another km would hold it.
     pub(crate) fn take(path: &Path) -> Self {
-        let mut holder = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .args([
                 "-c",
                 "import fcntl, sys\nf = open(sys.argv[1], 'a')\nfcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()",
             ])
-            .arg(path)
+            .arg(path);
+        Self::start(command)
+    }
+
+    /// Runs `command`, which must print `held` once it holds what it holds, and read stdin
+    /// until it closes.
+    pub(crate) fn start(mut command: Command) -> Self {
+        let mut holder = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -328,7 +346,7 @@ impl HeldLock {
             &mut line,
         )
         .unwrap();
-        assert_eq!(line, "held\n", "the lock holder did not start");
+        assert_eq!(line, "held\n", "the holder did not start");
         Self { holder }
     }
 }
