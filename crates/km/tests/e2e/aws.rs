@@ -562,9 +562,12 @@ fn the_vscode_workflow_runs_on_an_ec2_sandbox_through_ssm_with_real_ssh() {
     // Rekey: an open session survives, the old key is refused, the new one works.
     let old_key = aws.env.home().join("old-key");
     std::fs::copy(aws.env.key(&id), &old_key).unwrap();
+    // The session waits for a line sent only after the rekey: it proves it outlived the
+    // rekey however long that takes.
     let mut open = aws
         .ssh(&host)
-        .arg("echo in; sleep 3; echo survived")
+        .arg("echo in; read line; echo survived-$line")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -578,9 +581,12 @@ fn the_vscode_workflow_runs_on_an_ec2_sandbox_through_ssm_with_real_ssh() {
         rekey.status.success() && stderr.contains("Rekey complete"),
         "{stderr}"
     );
+    let mut line = open.stdin.take().unwrap();
+    writeln!(line, "rekeyed").unwrap();
+    drop(line);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut session, &mut rest).unwrap();
-    assert_eq!(rest, "survived\n");
+    assert_eq!(rest, "survived-rekeyed\n");
     assert!(open.wait().unwrap().success());
     assert!(
         !succeeds(aws.ssh_with_key(&id, &old_key).arg("true")),

@@ -110,10 +110,7 @@ fn the_first_login_after_a_cut_short_rekey_waits_for_the_repair_and_gets_in() {
 
 #[test]
 fn a_tunnel_port_closes_other_users_connections_and_keeps_serving_its_operator() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test connects as another local user (uid 65534), which needs root; CI runs as root"
-    );
+    crate::support::require_root("connecting as another local user (uid 65534)");
     let mut env = TestEnv::new();
     let id = env.create("default", None);
     let tunnel = Tunnel::start(&env, &id);

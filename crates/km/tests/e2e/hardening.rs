@@ -13,8 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::support::{
-    TestEnv, Tunnel, agent_pid, free_port, processes_naming, repo_profile, skipped, succeeds,
-    wait_until,
+    TestEnv, Tunnel, agent_pid, free_port, processes_naming, repo_profile, succeeds, wait_until,
 };
 
 fn open_fds(pid: i32) -> usize {
@@ -105,15 +104,12 @@ fn a_config_km_would_damage_by_rewriting_is_refused_and_left_alone() {
     assert_eq!(std::fs::metadata(&config).unwrap().nlink(), 2);
     std::fs::remove_file(&shared).unwrap();
 
-    if nix::unistd::geteuid().is_root() {
-        std::os::unix::fs::chown(&config, Some(65534), None).unwrap();
-        let stderr = start(&env);
-        assert!(stderr.contains("owned by uid 65534"), "{stderr}");
-        assert_eq!(std::fs::metadata(&config).unwrap().uid(), 65534);
-        assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
-    } else {
-        skipped("the other-owner case", "needs root to chown");
-    }
+    crate::support::require_root("a config owned by another user");
+    std::os::unix::fs::chown(&config, Some(65534), None).unwrap();
+    let stderr = start(&env);
+    assert!(stderr.contains("owned by uid 65534"), "{stderr}");
+    assert_eq!(std::fs::metadata(&config).unwrap().uid(), 65534);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
     env.destroy(&id);
 }
 

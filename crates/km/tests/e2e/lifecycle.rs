@@ -279,14 +279,7 @@ fn usage_errors_exit_2_and_unknown_sandboxes_list_what_was_tried() {
 
 #[test]
 fn the_agent_refuses_a_connection_from_another_uid() {
-    if !nix::unistd::geteuid().is_root() {
-        // Acting as another user needs root; CI runs as root, so there it always runs.
-        crate::support::skipped(
-            "the_agent_refuses_a_connection_from_another_uid",
-            "needs root to act as another user",
-        );
-        return;
-    }
+    crate::support::require_root("acting as another user");
     use std::os::unix::fs::PermissionsExt;
     let mut env = TestEnv::new();
     let id = env.create("headless", None);

@@ -13,11 +13,13 @@ pub(crate) fn repo_profile(name: &str) -> PathBuf {
         .join(format!("{name}.yaml"))
 }
 
-/// Says on the test's output that a part of it did not run, and why (instead of passing
-/// silently). The part always runs in CI, which runs as root.
-#[allow(clippy::print_stderr)]
-pub(crate) fn skipped(what: &str, why: &str) {
-    eprintln!("SKIPPED {what}: {why}");
+/// Fails the test, loudly, when it cannot do `what` for lack of root: a part that needs root
+/// never passes by not running. CI runs as root.
+pub(crate) fn require_root(what: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "{what} needs root; run the tests as root (CI does), e.g. sudo -E scripts/test"
+    );
 }
 
 /// Processes whose command line names `path` (a HOME, a sandbox's sshd_config, …).

@@ -164,9 +164,12 @@ fn status_checks_key_match_and_rekey_rotates_without_dropping_open_sessions() {
     let old_key = env.home().join("old-key");
     std::fs::copy(env.key(&id), &old_key).unwrap();
     std::fs::set_permissions(&old_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The session waits for a line that is sent only after the rekey, so it proves it
+    // outlived the rekey however long that takes.
     let mut open = env
         .ssh_via_proxy(&id, &old_key)
-        .arg("echo in; sleep 2; echo survived")
+        .arg("echo in; read line; echo survived-$line")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -192,9 +195,12 @@ fn status_checks_key_match_and_rekey_rotates_without_dropping_open_sessions() {
             .find(marker)
             .unwrap_or_else(|| panic!("{marker} missing or out of order in {stderr}"));
     }
+    let mut line = open.stdin.take().unwrap();
+    writeln!(line, "rekeyed").unwrap();
+    drop(line);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut session_output, &mut rest).unwrap();
-    assert_eq!(rest, "survived\n");
+    assert_eq!(rest, "survived-rekeyed\n");
     assert!(open.wait().unwrap().success());
     assert!(
         !succeeds(env.ssh_via_proxy(&id, &old_key).arg("true")),
