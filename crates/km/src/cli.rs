@@ -263,8 +263,8 @@ pub(crate) struct VscodeStartArgs {
     /// The sandbox: ID, alias or list number
     #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
     pub(crate) sandbox: String,
-    /// The local port VS Code connects to
-    #[arg(long, default_value_t = 2222, value_parser = clap::value_parser!(u16).range(1..))]
+    /// The local port VS Code connects to (0: any free port; the entry names the one chosen)
+    #[arg(long, default_value_t = 2222)]
     pub(crate) local_port: u16,
     /// Write a ProxyCommand entry instead of forwarding a port, and return at once: no
     /// terminal stays open, no port can collide, and each connection starts km only briefly

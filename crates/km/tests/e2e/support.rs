@@ -235,6 +235,9 @@ pub(crate) fn free_port() -> u16 {
 pub(crate) struct Tunnel {
     pub(crate) child: Child,
     pub(crate) port: u16,
+    /// What it printed up to the line that named its port, and the rest of its stderr.
+    said: String,
+    stderr: Option<std::io::BufReader<std::process::ChildStderr>>,
 }
 
 impl Tunnel {
@@ -243,37 +246,37 @@ impl Tunnel {
     }
 
     /// Starts the tunnel with `adjust` applied to its command (an environment of its own).
+    /// It binds a port the system picks (`--local-port 0`), so no other test can take it
+    /// between a check and the bind; the port is read from what km prints.
     pub(crate) fn start_with(
         env: &TestEnv,
         sandbox: &str,
         adjust: impl FnOnce(&mut Command),
     ) -> Self {
-        let port = free_port();
-        let mut command = env.command(&[
-            "vscode",
-            "start",
-            sandbox,
-            "--local-port",
-            &port.to_string(),
-        ]);
+        let mut command = env.command(&["vscode", "start", sandbox, "--local-port", "0"]);
         adjust(&mut command);
-        let child = command
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // The port is bound before the pre-flight, so wait for the entry that follows it.
-        let config = env.home().join(".ssh/config");
-        wait_until(
-            "the tunnel to become ready",
-            Duration::from_secs(60),
-            || {
-                std::fs::read_to_string(&config)
-                    .is_ok_and(|text| text.lines().any(|l| l.trim() == format!("Port {port}")))
-                    && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            },
-        );
-        Self { child, port }
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut said = String::new();
+        let port = loop {
+            let mut line = String::new();
+            let read = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+            said.push_str(&line);
+            assert_ne!(read, 0, "the tunnel ended before it was ready: {said}");
+            if let Some(rest) = line.split("Forwarding localhost:").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        Self {
+            child,
+            port,
+            said,
+            stderr: Some(stderr),
+        }
     }
 
     /// Waits for the tunnel to end by itself; returns its exit code and what it printed.
@@ -283,8 +286,10 @@ impl Tunnel {
             ended = self.child.try_wait().unwrap();
             ended.is_some()
         });
-        let mut said = String::new();
-        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut said).unwrap();
+        let mut said = std::mem::take(&mut self.said);
+        if let Some(mut rest) = self.stderr.take() {
+            std::io::Read::read_to_string(&mut rest, &mut said).unwrap();
+        }
         (ended.and_then(|status| status.code()), said)
     }
 
@@ -294,8 +299,17 @@ impl Tunnel {
             nix::sys::signal::Signal::SIGINT,
         )
         .unwrap();
-        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
-        child.wait_with_output().unwrap()
+        let mut child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        let status = child.wait().unwrap();
+        let mut stderr = std::mem::take(&mut self.said).into_bytes();
+        if let Some(mut rest) = self.stderr.take() {
+            std::io::Read::read_to_end(&mut rest, &mut stderr).unwrap();
+        }
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr,
+        }
     }
 }
 

@@ -49,6 +49,11 @@ pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<Ex
             })?,
         )
     };
+    // `--local-port 0` lets the system pick a free port: the entry names the one bound.
+    let port = listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(port, |address| address.port());
     let platform = context.platform_for(&record)?;
     ready_for_ssh(context, store.as_ref(), platform.as_ref(), &record)?;
     let transport = match listener {
