@@ -226,3 +226,40 @@ fn find_sleepers(env: &TestEnv, id: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+#[test]
+fn processes_left_by_ended_sessions_are_named_never_called_ended() {
+    let mut env = TestEnv::new();
+    let id = env.create("default", None);
+    // A session starts a process that outlives it; once the session ends, sshd removes its
+    // auth file, so nothing can tell which key started the process any more.
+    let started = env
+        .ssh_via_proxy(&id, &env.key(&id))
+        .arg("setsid sleep 302 </dev/null >/dev/null 2>&1 & echo in")
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{started:?}");
+    wait_until("the leftover runs", Duration::from_secs(5), || {
+        find_sleepers(&env, &id).len() == 1
+    });
+    let leftover = find_sleepers(&env, &id)[0];
+    let print = fingerprint_of(&env, &id);
+    let said =
+        String::from_utf8(env.run(&["vscode", "revoke", &id, &print, "--yes"]).stderr).unwrap();
+    assert!(
+        said.contains("outlived earlier sessions")
+            && said.contains(&leftover.to_string())
+            && said.contains(&format!("km shell {id} -- kill {leftover}")),
+        "{said}"
+    );
+    assert!(
+        !gone(leftover),
+        "km never kills what it cannot tie to the key"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(leftover),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    env.destroy(&id);
+}
