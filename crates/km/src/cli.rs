@@ -172,7 +172,7 @@ pub(crate) struct ListArgs {
 #[derive(Debug, Args)]
 pub(crate) struct DestroyArgs {
     /// The sandbox: ID, alias or list number
-    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
+    #[arg(add = ArgValueCandidates::new(crate::sandbox_candidates::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// Destroy through the platform's management component; this machine's keys, Host entry
     /// and pin go once it reports the sandbox gone
@@ -189,14 +189,14 @@ pub(crate) struct DestroyArgs {
 #[derive(Debug, Args)]
 pub(crate) struct SandboxArg {
     /// The sandbox: ID, alias or list number
-    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
+    #[arg(add = ArgValueCandidates::new(crate::sandbox_candidates::sandbox_candidates))]
     pub(crate) sandbox: String,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct ProxyArgs {
     /// The sandbox: ID, alias or list number
-    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
+    #[arg(add = ArgValueCandidates::new(crate::sandbox_candidates::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// Hand ssh a connected socket and exit at once (with `ProxyUseFdpass yes`): no km process
     /// stays alive for the connection
@@ -211,7 +211,7 @@ pub(crate) struct ProxyArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ShellArgs {
     /// The sandbox: ID, alias or list number
-    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
+    #[arg(add = ArgValueCandidates::new(crate::sandbox_candidates::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// The command to run; without one, an interactive ssh session opens
     #[arg(last = true)]
@@ -239,7 +239,7 @@ pub(crate) enum VscodeCommand {
 #[derive(Debug, Args)]
 pub(crate) struct VscodeKeysArgs {
     /// The sandbox: ID, alias or list number
-    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
+    #[arg(add = ArgValueCandidates::new(crate::sandbox_candidates::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// Print the keys as JSON
     #[arg(long)]
@@ -249,7 +249,7 @@ pub(crate) struct VscodeKeysArgs {
 #[derive(Debug, Args)]
 pub(crate) struct VscodeRevokeArgs {
     /// The sandbox: ID, alias or list number
-    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
+    #[arg(add = ArgValueCandidates::new(crate::sandbox_candidates::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// The key: its fingerprint (`SHA256:…`, as `km vscode keys` shows it) or its operator
     pub(crate) key: String,
@@ -261,7 +261,7 @@ pub(crate) struct VscodeRevokeArgs {
 #[derive(Debug, Args)]
 pub(crate) struct VscodeStartArgs {
     /// The sandbox: ID, alias or list number
-    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
+    #[arg(add = ArgValueCandidates::new(crate::sandbox_candidates::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// The local port VS Code connects to (0: any free port; the entry names the one chosen)
     #[arg(long, default_value_t = 2222)]
@@ -275,7 +275,7 @@ pub(crate) struct VscodeStartArgs {
 #[derive(Debug, Args)]
 pub(crate) struct VscodeOpenArgs {
     /// The sandbox: ID, alias or list number
-    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
+    #[arg(add = ArgValueCandidates::new(crate::sandbox_candidates::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// The folder to open, as a path inside the sandbox (default: its workspace)
     #[arg(long)]
@@ -288,7 +288,7 @@ pub(crate) struct VscodeOpenArgs {
 #[derive(Debug, Args)]
 pub(crate) struct VscodeStatusArgs {
     /// The sandbox: ID, alias or list number
-    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
+    #[arg(add = ArgValueCandidates::new(crate::sandbox_candidates::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// Print the checks as JSON
     #[arg(long)]
@@ -298,7 +298,7 @@ pub(crate) struct VscodeStatusArgs {
 #[derive(Debug, Args)]
 pub(crate) struct VscodeRekeyArgs {
     /// The sandbox: ID, alias or list number
-    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
+    #[arg(add = ArgValueCandidates::new(crate::sandbox_candidates::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// Rekey even when the sandbox is locked
     #[arg(long)]
@@ -311,7 +311,7 @@ pub(crate) struct VscodeRekeyArgs {
 #[derive(Debug, Args)]
 pub(crate) struct AgentArgs {
     /// The sandbox this agent serves (shown by `ps`)
-    #[arg(add = ArgValueCandidates::new(crate::commands::sandbox_candidates))]
+    #[arg(add = ArgValueCandidates::new(crate::sandbox_candidates::sandbox_candidates))]
     pub(crate) sandbox: String,
     /// The sandbox directory
     #[arg(long)]

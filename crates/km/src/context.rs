@@ -2,11 +2,9 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use km_core::id::SandboxRef;
 use km_core::paths::KmPaths;
-use km_core::platform::Platform;
 use km_core::profile::SearchPath;
 use km_core::record::{SandboxRecord, SandboxStore};
 use km_local::sshd::{SshdTools, find_tools};
@@ -68,16 +66,6 @@ impl Context {
     /// This machine's operator name (`km init --operator`, else user@host).
     pub(crate) fn operator(&self) -> CommandResult<km_core::id::Operator> {
         Ok(crate::settings::Settings::load(self)?.operator(self))
-    }
-
-    /// Opens the store `km init` chose for this machine.
-    pub(crate) fn store(&self) -> CommandResult<Box<dyn SandboxStore>> {
-        crate::platforms::open_store(self)
-    }
-
-    /// The platform that runs `record`, chosen by the record itself.
-    pub(crate) fn platform_for(&self, record: &SandboxRecord) -> CommandResult<Arc<dyn Platform>> {
-        crate::platforms::platform_for(self, record)
     }
 
     /// OpenSSH's server tools, honouring `KM_SSHD`.

@@ -21,11 +21,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cli::{CreateArgs, DestroyArgs};
-use crate::commands::create::{Maker, Plan, make};
-use crate::commands::destroy::forget_operator_state;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult, io_at};
 use crate::interrupts::{INTERRUPTED_EXIT, Interrupts};
+use crate::ops::operator_state::forget_operator_state;
+use crate::ops::provision::{Maker, Plan, make, make_operator_key};
+use crate::platforms;
 use crate::ui;
 
 /// The request field that carries the operator's public key.
@@ -652,7 +653,7 @@ pub(crate) fn create_remote(
     usable_manager(context, &layout, CreateRequest::FIELDS)?;
     let id = SandboxId::generate(&profile.prefix).map_err(|e| CommandError::user(e.to_string()))?;
     let public_line = if profile.vscode_enabled {
-        Some(crate::commands::create::make_operator_key(context, &id)?.1)
+        Some(make_operator_key(context, &id)?.1)
     } else {
         None
     };
@@ -747,14 +748,14 @@ pub(crate) fn create_remote(
         "✓ Sandbox {id} created by the management component"
     ));
     if profile.vscode_enabled {
-        let store = context.store()?;
+        let store = platforms::open_store(context)?;
         let record = store.get(&id)?.ok_or_else(|| {
             CommandError::user(format!(
                 "the management component reported {id} made, but it has no record"
             ))
             .hint("km list")
         })?;
-        crate::commands::vscode::pin_from_sandbox(context, &record)?;
+        crate::ops::probe::pin_from_sandbox(context, &record)?;
     }
     ui::data(id.as_str());
     if profile.vscode_enabled {
@@ -1069,7 +1070,7 @@ fn create(context: &Context, request: &CreateRequest) -> Result<(), String> {
     };
     make(context, &plan, &Maker::Manager { public_line }).map_err(|e| e.one_line())?;
     // An interrupted create rolls back and still returns: only a running record is success.
-    let store = context.store().map_err(|e| e.one_line())?;
+    let store = platforms::open_store(context).map_err(|e| e.one_line())?;
     match store.get(&request.sandbox_id) {
         Ok(Some(record)) if record.status == km_core::record::Status::Running => Ok(()),
         _ => Err(format!(
@@ -1081,7 +1082,7 @@ fn create(context: &Context, request: &CreateRequest) -> Result<(), String> {
 
 fn destroy(context: &Context, request: &DestroyRequest) -> Result<(), String> {
     let id = &request.sandbox_id;
-    let store = context.store().map_err(|e| e.one_line())?;
+    let store = platforms::open_store(context).map_err(|e| e.one_line())?;
     let record = store
         .get(id)
         .map_err(|e| e.to_string())?
@@ -1089,7 +1090,7 @@ fn destroy(context: &Context, request: &DestroyRequest) -> Result<(), String> {
     if record.locked && !request.force {
         return Err(format!("sandbox {id} is locked"));
     }
-    let platform = context.platform_for(&record).map_err(|e| e.one_line())?;
+    let platform = platforms::platform_for(context, &record).map_err(|e| e.one_line())?;
     platform.destroy(&record).map_err(|e| e.to_string())?;
     store.delete(id).map_err(|e| e.to_string())
 }

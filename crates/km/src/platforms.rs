@@ -295,7 +295,11 @@ mod aws {
                 .map_err(crate::error::io_at(&dir))?;
         }
         let mut settings = Settings::load(context).unwrap_or_default();
-        let renamed = crate::commands::init::name_operator(context, &mut settings, args);
+        let renamed = crate::ops::operator_state::name_operator(
+            context,
+            &mut settings,
+            args.operator.as_ref(),
+        );
         let unchanged = settings.platform == PlatformChoice::Aws
             && settings.aws.as_ref() == Some(&wanted)
             && setup == TableSetup::AlreadyThere

@@ -8,22 +8,16 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap_complete::engine::CompletionCandidate;
 use clap_complete::env::{Bash, EnvCompleter, Fish, Zsh};
 
 use clap::CommandFactory;
 
 use crate::cli::{Cli, CompletionShell, CompletionsArgs};
-use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 
 /// The variable that makes km answer a completion request instead of running a command. It is
 /// km's own: a generic `COMPLETE` set for another tool must not change what km does.
 pub(crate) const COMPLETE_VAR: &str = "_KM_COMPLETE";
-
-/// How long completion waits for the sandbox list: a TAB press must never hang on a locked
-/// store or a slow network; it offers nothing instead.
-const CANDIDATES_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Whether this process was started by a registered completion script: the variable names a
 /// shell km completes for, and the words to complete follow a `--` right after the program.
@@ -46,43 +40,6 @@ pub(crate) fn completions(args: &CompletionsArgs) -> CommandResult<ExitCode> {
         .write_registration(COMPLETE_VAR, "km", "km", "km", &mut script)
         .map_err(|e| CommandError::user("cannot write the completion script").cause(e))?;
     emit(&script)
-}
-
-/// Every sandbox's ID and alias, for completing a `<sb>` argument; nothing when km is not set
-/// up or its store cannot be read (completion must never fail loudly, or create files).
-pub(crate) fn sandbox_candidates() -> Vec<CompletionCandidate> {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    // Left running if it is slow: km exits as soon as the candidates are printed.
-    std::thread::spawn(move || {
-        let _ = sender.send(listed_candidates());
-    });
-    receiver.recv_timeout(CANDIDATES_WAIT).unwrap_or_default()
-}
-
-fn listed_candidates() -> Vec<CompletionCandidate> {
-    let Ok(context) = Context::from_process() else {
-        return Vec::new();
-    };
-    if !context.paths.config_file().exists() && !context.paths.store_file().exists() {
-        return Vec::new();
-    }
-    let Ok(store) = context.store() else {
-        return Vec::new();
-    };
-    let Ok(records) = store.list() else {
-        return Vec::new();
-    };
-    let mut candidates = Vec::new();
-    for record in records {
-        let about = format!("{} {}", record.profile, record.status.as_str());
-        if let Some(alias) = &record.alias {
-            candidates.push(
-                CompletionCandidate::new(alias.as_str()).help(Some(record.id.to_string().into())),
-            );
-        }
-        candidates.push(CompletionCandidate::new(record.id.as_str()).help(Some(about.into())));
-    }
-    candidates
 }
 
 pub(crate) fn man() -> CommandResult<ExitCode> {

@@ -2,17 +2,15 @@
 
 use std::process::ExitCode;
 
-use km_core::id::SandboxId;
-
 use crate::cli::DestroyArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
-use crate::key_rotation::KeyFiles;
-use crate::ssh_entries;
+use crate::ops::operator_state::forget_operator_state;
+use crate::platforms;
 use crate::ui;
 
 pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCode> {
-    let store = context.store()?;
+    let store = platforms::open_store(context)?;
     let record = context.resolve(store.as_ref(), &args.sandbox)?;
     let id = &record.id;
     if record.locked && !args.force {
@@ -34,7 +32,7 @@ pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCo
     if args.remote {
         return crate::manager::destroy_remote(context, args, id);
     }
-    let platform = context.platform_for(&record)?;
+    let platform = platforms::platform_for(context, &record)?;
     platform.destroy(&record)?;
     forget_operator_state(context, id)?;
     store.delete(id)?;
@@ -42,30 +40,4 @@ pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCo
         "✓ Sandbox {id} destroyed (keys, ssh config entry and host key pin removed)"
     ));
     Ok(ExitCode::SUCCESS)
-}
-
-/// Removes what km keeps on this machine for a sandbox: key files (including rekey leftovers),
-/// the Host entry and the pinned host key.
-pub(crate) fn forget_operator_state(context: &Context, id: &SandboxId) -> CommandResult<()> {
-    let files = KeyFiles::of(context, id);
-    for path in [
-        files.private,
-        files.public,
-        files.private_new,
-        files.public_new,
-        context.paths.rekey_lock(id),
-    ] {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(
-                    CommandError::user(format!("cannot remove {}", path.display())).cause(e),
-                );
-            }
-        }
-    }
-    ssh_entries::remove_host(context, id)?;
-    ssh_entries::unpin_host_key(context, id)?;
-    Ok(())
 }

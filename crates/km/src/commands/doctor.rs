@@ -20,6 +20,7 @@ use crate::cli::DoctorArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::key_rotation::{KeyFiles, Recovery, recover};
+use crate::platforms;
 use crate::ssh_entries;
 use crate::ui;
 
@@ -82,7 +83,7 @@ pub(crate) fn run(context: &Context, args: &DoctorArgs) -> CommandResult<ExitCod
         findings: Vec::new(),
     };
     tools(context, &mut report);
-    let listed = context.store().and_then(|store| Ok((store.list()?, store)));
+    let listed = platforms::open_store(context).and_then(|store| Ok((store.list()?, store)));
     let (records, store) = match listed {
         Ok((records, store)) => {
             report.ok(
@@ -622,7 +623,7 @@ fn sandboxes(
         }
     }
     for record in records {
-        let Ok(platform) = context.platform_for(record) else {
+        let Ok(platform) = platforms::platform_for(context, record) else {
             report.problem(
                 "platform",
                 format!(

@@ -8,23 +8,9 @@ use km_core::keys::KEYS_DIR_MODE;
 use crate::cli::InitArgs;
 use crate::context::{Context, store_error};
 use crate::error::{CommandResult, io_at};
+use crate::ops::operator_state::name_operator;
 use crate::settings::{PlatformChoice, Settings};
 use crate::ui;
-
-/// Saves `--operator` when given, and says which name this machine's new keys carry.
-/// Returns whether the saved name changed.
-pub(crate) fn name_operator(context: &Context, settings: &mut Settings, args: &InitArgs) -> bool {
-    let changed = args.operator.is_some() && args.operator != settings.operator;
-    if let Some(operator) = &args.operator {
-        settings.operator = Some(operator.clone());
-    }
-    ui::status(&format!(
-        "✓ Operator: {} (your keys are marked km-<id>:{}; change it with km init --operator <name>)",
-        settings.operator(context),
-        settings.operator(context)
-    ));
-    changed
-}
 
 pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode> {
     if args.aws {
@@ -45,7 +31,7 @@ pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode>
         .map_err(|e| store_error(&paths.store_file(), e))?;
     let mut settings = Settings::load(context).unwrap_or_default();
     settings.platform = PlatformChoice::Local;
-    name_operator(context, &mut settings, args);
+    name_operator(context, &mut settings, args.operator.as_ref());
     for (key, value) in [
         ("sshd", serde_json::json!(tools.sshd)),
         ("sftp_server", serde_json::json!(tools.sftp_server)),

@@ -7,12 +7,13 @@ use km_core::record::{LockHolder, SandboxRecord, Status};
 
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
+use crate::platforms;
 use crate::ui;
 
 pub(crate) fn stop(context: &Context, reference: &str) -> CommandResult<ExitCode> {
-    let store = context.store()?;
+    let store = platforms::open_store(context)?;
     let record = context.resolve(store.as_ref(), reference)?;
-    context.platform_for(&record)?.stop(&record)?;
+    platforms::platform_for(context, &record)?.stop(&record)?;
     store.set_status(&record.id, Status::Stopped)?;
     ui::status(&format!(
         "✓ Sandbox {} stopped (resume it with `km resume {}`)",
@@ -22,9 +23,9 @@ pub(crate) fn stop(context: &Context, reference: &str) -> CommandResult<ExitCode
 }
 
 pub(crate) fn resume(context: &Context, reference: &str) -> CommandResult<ExitCode> {
-    let store = context.store()?;
+    let store = platforms::open_store(context)?;
     let record = context.resolve(store.as_ref(), reference)?;
-    let platform = context.platform_for(&record)?;
+    let platform = platforms::platform_for(context, &record)?;
     {
         let _spinner = ui::Spinner::start(&format!("resuming {}", record.id));
         platform.resume(&record).map_err(|e| {
@@ -58,7 +59,7 @@ pub(crate) fn set_lock(
     reference: &str,
     locked: bool,
 ) -> CommandResult<ExitCode> {
-    let store = context.store()?;
+    let store = platforms::open_store(context)?;
     let record = context.resolve(store.as_ref(), reference)?;
     let id = &record.id;
     if locked && record.locked {

@@ -10,6 +10,7 @@ use km_local::process_tree::ProcessIdentity;
 use crate::cli::ListArgs;
 use crate::context::Context;
 use crate::error::CommandResult;
+use crate::platforms;
 use crate::ui;
 
 /// What the record says, corrected by whether the sandbox really runs (`running`, asked only
@@ -38,7 +39,7 @@ fn live_status(record: &SandboxRecord, running: impl FnOnce() -> bool) -> Status
 }
 
 pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode> {
-    let store = context.store()?;
+    let store = platforms::open_store(context)?;
     let records = store.list()?;
     // Each platform is asked once about all of its sandboxes (one EC2 call per region, not
     // one per sandbox); a record whose platform this build lacks shows what was recorded.
@@ -54,7 +55,7 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
     }
     let mut running: HashMap<String, bool> = HashMap::new();
     for group in by_platform.values() {
-        let Ok(platform) = context.platform_for(group[0]) else {
+        let Ok(platform) = platforms::platform_for(context, group[0]) else {
             continue;
         };
         for (record, runs) in group.iter().zip(platform.running_states(group)) {

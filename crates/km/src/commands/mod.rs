@@ -52,7 +52,7 @@ pub(crate) fn completions(args: &crate::cli::CompletionsArgs) -> CommandResult<E
     completions::completions(args)
 }
 
-pub(crate) use completions::{COMPLETE_VAR, is_completion_request, sandbox_candidates};
+pub(crate) use completions::{COMPLETE_VAR, is_completion_request};
 
 pub(crate) fn man() -> CommandResult<ExitCode> {
     completions::man()

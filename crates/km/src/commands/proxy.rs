@@ -19,11 +19,12 @@ use crate::cli::ProxyArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::key_rotation::recover_and_report;
+use crate::platforms;
 
 pub(crate) fn run(context: &Context, args: &ProxyArgs) -> CommandResult<ExitCode> {
-    let store = context.store()?;
+    let store = platforms::open_store(context)?;
     let record = context.resolve(store.as_ref(), &args.sandbox)?;
-    let platform = context.platform_for(&record)?;
+    let platform = platforms::platform_for(context, &record)?;
     // The operator's login waits for a rotation in progress (or a repair after a killed one)
     // and connects only once it is settled, so ssh never offers a stale key. km's own
     // verification logins run while that lock is held, so they never wait for it.

@@ -15,12 +15,13 @@ use crate::cli::ShellArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::key_rotation::settle;
+use crate::platforms;
 use crate::ssh_client::ssh_command;
 
 pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode> {
-    let store = context.store()?;
+    let store = platforms::open_store(context)?;
     let record = context.resolve(store.as_ref(), &args.sandbox)?;
-    let platform = context.platform_for(&record)?;
+    let platform = platforms::platform_for(context, &record)?;
     if args.command.is_empty() {
         if !record.vscode_enabled {
             if let Some(mut session) = platform.shell_session(&record)? {

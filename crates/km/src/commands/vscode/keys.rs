@@ -9,6 +9,7 @@ use km_core::remote_script::Probe;
 use crate::cli::VscodeKeysArgs;
 use crate::context::Context;
 use crate::error::CommandResult;
+use crate::platforms;
 use crate::ui;
 
 use super::{MachineKey, probe_running, problem_error, require_enabled};
@@ -98,7 +99,7 @@ pub(super) fn installed_keys(
 pub(super) const UNREADABLE: &str = "unreadable";
 
 pub(crate) fn run(context: &Context, args: &VscodeKeysArgs) -> CommandResult<ExitCode> {
-    let store = context.store()?;
+    let store = platforms::open_store(context)?;
     let record = context.resolve(store.as_ref(), &args.sandbox)?;
     require_enabled(&record)?;
     let id = &record.id;

@@ -10,17 +10,18 @@ use std::process::{Command, ExitCode, Stdio};
 use crate::cli::VscodeOpenArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
+use crate::platforms;
 use crate::ssh_entries::{self, Transport, entry_transport};
 use crate::ui;
 
 use super::{ready_for_ssh, require_enabled};
 
 pub(crate) fn run(context: &Context, args: &VscodeOpenArgs) -> CommandResult<ExitCode> {
-    let store = context.store()?;
+    let store = platforms::open_store(context)?;
     let record = context.resolve(store.as_ref(), &args.sandbox)?;
     require_enabled(&record)?;
     let id = &record.id;
-    let platform = context.platform_for(&record)?;
+    let platform = platforms::platform_for(context, &record)?;
     ready_for_ssh(context, store.as_ref(), platform.as_ref(), &record)?;
     let usable = match entry_transport(context, id) {
         Some(Transport::Port(port)) => TcpStream::connect(("127.0.0.1", port)).is_ok(),

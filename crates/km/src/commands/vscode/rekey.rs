@@ -22,6 +22,7 @@ use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::interrupts::{INTERRUPTED_EXIT, Interrupts};
 use crate::key_rotation::{self, KeyFiles, settle};
+use crate::platforms;
 use crate::ssh_client::verify_login;
 use crate::ui;
 
@@ -30,11 +31,11 @@ use super::{MachineKey, pin_if_unpinned, probe, problem_error, require_enabled};
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<ExitCode> {
-    let store = context.store()?;
+    let store = platforms::open_store(context)?;
     let record = context.resolve(store.as_ref(), &args.sandbox)?;
     require_enabled(&record)?;
     let id = record.id.clone();
-    let platform = context.platform_for(&record)?;
+    let platform = platforms::platform_for(context, &record)?;
 
     if !platform.is_running(&record) {
         return Err(CommandError::user(format!("sandbox {id} is not running"))

@@ -11,6 +11,7 @@ use km_core::remote_script::{parse_revoke, revoke_key_script};
 use crate::cli::VscodeRevokeArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
+use crate::platforms;
 use crate::ui;
 
 use super::keys::installed_keys;
@@ -19,11 +20,11 @@ use super::{MachineKey, probe_running, require_enabled};
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub(crate) fn run(context: &Context, args: &VscodeRevokeArgs) -> CommandResult<ExitCode> {
-    let store = context.store()?;
+    let store = platforms::open_store(context)?;
     let record = context.resolve(store.as_ref(), &args.sandbox)?;
     require_enabled(&record)?;
     let id = &record.id;
-    let platform = context.platform_for(&record)?;
+    let platform = platforms::platform_for(context, &record)?;
     let found = probe_running(context, &record)?;
     let keys = installed_keys(id, &found, &MachineKey::of(context, id)?);
     let chosen: Vec<_> = keys

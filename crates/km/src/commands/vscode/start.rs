@@ -17,6 +17,7 @@ use km_core::record::{SandboxRecord, Status};
 use crate::cli::VscodeStartArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
+use crate::platforms;
 use crate::ssh_entries::{self, Transport};
 use crate::ui;
 
@@ -27,7 +28,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(8);
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
 pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<ExitCode> {
-    let store = context.store()?;
+    let store = platforms::open_store(context)?;
     let record = context.resolve(store.as_ref(), &args.sandbox)?;
     require_enabled(&record)?;
     let id = record.id.clone();
@@ -54,7 +55,7 @@ pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<Ex
         .as_ref()
         .and_then(|l| l.local_addr().ok())
         .map_or(port, |address| address.port());
-    let platform = context.platform_for(&record)?;
+    let platform = platforms::platform_for(context, &record)?;
     ready_for_ssh(context, store.as_ref(), platform.as_ref(), &record)?;
     let transport = match listener {
         Some(_) => Transport::Port(port),
@@ -248,7 +249,7 @@ fn hand_off(
 /// The reason to stop retrying, if the sandbox was stopped or destroyed on purpose.
 fn why_gone(context: &Context, record: &SandboxRecord) -> Option<CommandError> {
     let id = &record.id;
-    let store = context.store().ok()?;
+    let store = platforms::open_store(context).ok()?;
     match store.get(id) {
         Ok(None) => Some(CommandError::user(format!(
             "sandbox {id} was destroyed; the tunnel stops"

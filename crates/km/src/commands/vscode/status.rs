@@ -9,6 +9,7 @@ use crate::cli::VscodeStatusArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::key_rotation::settle;
+use crate::platforms;
 use crate::ssh_client::verify_login;
 use crate::ssh_entries::{Transport, entry_transport, pinned_host_key};
 use crate::ui;
@@ -34,11 +35,11 @@ fn check(name: &'static str, ok: bool, detail: impl Into<String>) -> Check {
 }
 
 pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<ExitCode> {
-    let store = context.store()?;
+    let store = platforms::open_store(context)?;
     let record = context.resolve(store.as_ref(), &args.sandbox)?;
     require_enabled(&record)?;
     let id = &record.id;
-    let platform = context.platform_for(&record)?;
+    let platform = platforms::platform_for(context, &record)?;
     let mut checks = Vec::new();
     let running = platform.is_running(&record);
     checks.push(check(
