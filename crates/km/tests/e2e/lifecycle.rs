@@ -263,8 +263,9 @@ fn validate_reports_every_error_with_its_place_and_creates_nothing() {
 fn usage_errors_exit_2_and_unknown_sandboxes_list_what_was_tried() {
     let env = TestEnv::new();
     assert_eq!(env.run(&["vscode", "start"]).status.code(), Some(2));
+    // Port 0 picks a free port; one that does not exist is a usage error.
     assert_eq!(
-        env.run(&["vscode", "start", "x", "--local-port", "0"])
+        env.run(&["vscode", "start", "x", "--local-port", "70000"])
             .status
             .code(),
         Some(2)
