@@ -63,11 +63,6 @@ impl Context {
         SearchPath { dirs }
     }
 
-    /// This machine's operator name (`km init --operator`, else user@host).
-    pub(crate) fn operator(&self) -> CommandResult<km_core::id::Operator> {
-        Ok(crate::settings::Settings::load(self)?.operator(self))
-    }
-
     /// OpenSSH's server tools, honouring `KM_SSHD`.
     pub(crate) fn tools(&self) -> CommandResult<SshdTools> {
         find_tools(self.sshd_override.as_deref(), Some(&self.path_var)).map_err(|e| {

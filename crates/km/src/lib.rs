@@ -11,6 +11,7 @@ mod error;
 mod interrupts;
 mod key_rotation;
 mod manager;
+mod manager_protocol;
 mod ops;
 mod platforms;
 mod routed_store;

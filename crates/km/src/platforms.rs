@@ -13,7 +13,7 @@ use km_local::store::SqliteStore;
 
 use crate::context::{Context, current_user, install_hint, store_error};
 use crate::error::{CommandError, CommandResult};
-use crate::manager::Manifest;
+use crate::manager_protocol::Manifest;
 use crate::routed_store::RoutedStore;
 use crate::settings::{PlatformChoice, Settings};
 
@@ -127,11 +127,24 @@ fn local_platform(context: &Context) -> LocalPlatform {
     )
 }
 
+/// What `km init --aws` was asked to set up (read only by builds with the AWS platform).
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+pub(crate) struct AwsInit {
+    pub(crate) region: Option<String>,
+    pub(crate) table: String,
+    pub(crate) instance_type: String,
+    pub(crate) subnet: Option<String>,
+    pub(crate) security_group: Option<String>,
+    pub(crate) instance_profile: Option<String>,
+    /// Deploy this km as the management component too.
+    pub(crate) sidecars: bool,
+    pub(crate) artifact_bucket: Option<String>,
+    pub(crate) manager_function: String,
+    pub(crate) operator: Option<km_core::id::Operator>,
+}
+
 /// `km init --aws`: records the AWS settings and makes sure the record table exists.
-pub(crate) fn init_aws(
-    context: &Context,
-    args: &crate::cli::InitArgs,
-) -> CommandResult<std::process::ExitCode> {
+pub(crate) fn init_aws(context: &Context, args: &AwsInit) -> CommandResult<std::process::ExitCode> {
     aws::init(context, args)
 }
 
@@ -189,14 +202,14 @@ mod aws {
 
     pub(super) fn init(
         _context: &Context,
-        _args: &crate::cli::InitArgs,
+        _args: &super::AwsInit,
     ) -> CommandResult<std::process::ExitCode> {
         Err(not_built())
     }
 
     pub(super) fn manager_manifest(
         _context: &Context,
-    ) -> CommandResult<Option<crate::manager::Manifest>> {
+    ) -> CommandResult<Option<crate::manager_protocol::Manifest>> {
         Err(not_built())
     }
 }
@@ -212,10 +225,10 @@ mod aws {
     use km_core::platform::Platform;
     use km_core::record::SandboxStore;
 
-    use crate::cli::InitArgs;
+    use super::AwsInit;
     use crate::context::Context;
     use crate::error::{CommandError, CommandResult};
-    use crate::manager::Manifest;
+    use crate::manager_protocol::Manifest;
     use crate::settings::{AwsSettings, PlatformChoice, Settings};
     use crate::ui;
 
@@ -252,7 +265,7 @@ mod aws {
         Ok(Arc::new(Ec2Platform::new(sdk_settings(&saved(context)?))?))
     }
 
-    pub(super) fn init(context: &Context, args: &InitArgs) -> CommandResult<ExitCode> {
+    pub(super) fn init(context: &Context, args: &AwsInit) -> CommandResult<ExitCode> {
         let region = args.region.clone().ok_or_else(|| {
             CommandError::user("km init --aws needs --region")
                 .hint("km init --aws --region us-east-1")
@@ -443,7 +456,7 @@ mod aws {
             return;
         };
         if let Ok(this) = Manifest::of_this_build(&context.km_exe) {
-            crate::manager::report_difference(
+            crate::manager_protocol::report_difference(
                 &deployed,
                 &this,
                 "km init --aws --region <region> --sidecars --artifact-bucket <bucket>",

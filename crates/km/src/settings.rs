@@ -116,3 +116,8 @@ impl Settings {
             .map_err(io_at(&file))
     }
 }
+
+/// This machine's operator name (`km init --operator`, else user@host).
+pub(crate) fn operator(context: &Context) -> CommandResult<Operator> {
+    Ok(Settings::load(context)?.operator(context))
+}

@@ -14,7 +14,21 @@ use crate::ui;
 
 pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode> {
     if args.aws {
-        return crate::platforms::init_aws(context, args);
+        return crate::platforms::init_aws(
+            context,
+            &crate::platforms::AwsInit {
+                region: args.region.clone(),
+                table: args.table.clone(),
+                instance_type: args.instance_type.clone(),
+                subnet: args.subnet.clone(),
+                security_group: args.security_group.clone(),
+                instance_profile: args.instance_profile.clone(),
+                sidecars: args.sidecars,
+                artifact_bucket: args.artifact_bucket.clone(),
+                manager_function: args.manager_function.clone(),
+                operator: args.operator.clone(),
+            },
+        );
     }
     // Find the tools before creating anything, so a machine without sshd is left as it was.
     let tools = context.tools()?;

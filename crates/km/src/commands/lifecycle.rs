@@ -74,7 +74,7 @@ pub(crate) fn set_lock(
         return Ok(ExitCode::SUCCESS);
     }
     let holder = LockHolder {
-        by: context.operator()?.to_string(),
+        by: crate::settings::operator(context)?.to_string(),
         since: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

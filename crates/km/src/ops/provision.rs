@@ -97,7 +97,7 @@ pub(crate) fn make_operator_key(
     context: &Context,
     id: &SandboxId,
 ) -> CommandResult<(String, String)> {
-    let pair = KeyPair::generate(&id.operator_key_comment(&context.operator()?))
+    let pair = KeyPair::generate(&id.operator_key_comment(&crate::settings::operator(context)?))
         .map_err(|e| CommandError::user(e.to_string()))?;
     pair.write(
         &context.paths.private_key(id),

@@ -129,7 +129,7 @@ struct MachineKey {
 
 impl MachineKey {
     fn of(context: &Context, id: &SandboxId) -> CommandResult<Self> {
-        let comment = id.operator_key_comment(&context.operator()?);
+        let comment = id.operator_key_comment(&crate::settings::operator(context)?);
         let local_line = std::fs::read_to_string(context.paths.public_key(id))
             .ok()
             .map(|text| text.trim().to_owned())
