@@ -33,6 +33,34 @@ struct Finding {
     /// What `--fix` did about it, if anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     fixed: Option<String>,
+    /// Why `--fix` could not repair it, when it tried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix_failed: Option<String>,
+}
+
+/// What `--fix` did about one problem.
+enum Fix {
+    /// Not asked to, or nothing it may do.
+    NotTried,
+    /// Repaired, and how.
+    Done(String),
+    /// Tried and failed, and why.
+    Failed(String),
+}
+
+/// Runs `action` when `fix` is on: [`Fix::Done`] with `done` on success, the error kept.
+fn try_fix<E: std::fmt::Display>(
+    fix: bool,
+    done: &str,
+    action: impl FnOnce() -> Result<(), E>,
+) -> Fix {
+    if !fix {
+        return Fix::NotTried;
+    }
+    match action() {
+        Ok(()) => Fix::Done(done.to_owned()),
+        Err(why) => Fix::Failed(why.to_string()),
+    }
 }
 
 struct Report {
@@ -46,6 +74,7 @@ impl Report {
             ok: true,
             detail: detail.into(),
             fixed: None,
+            fix_failed: None,
         });
     }
 
@@ -55,6 +84,23 @@ impl Report {
             ok: false,
             detail: detail.into(),
             fixed,
+            fix_failed: None,
+        });
+    }
+
+    /// A problem, with what `--fix` did about it (and why it failed, when it did).
+    fn attempted(&mut self, check: &'static str, detail: impl Into<String>, fix: Fix) {
+        let (fixed, fix_failed) = match fix {
+            Fix::NotTried => (None, None),
+            Fix::Done(how) => (Some(how), None),
+            Fix::Failed(why) => (None, Some(why)),
+        };
+        self.findings.push(Finding {
+            check,
+            ok: false,
+            detail: detail.into(),
+            fixed,
+            fix_failed,
         });
     }
 }
@@ -155,10 +201,11 @@ fn finish(report: &Report, args: &DoctorArgs) -> CommandResult<()> {
             (false, Some(_)) => "✓ fixed",
             (false, None) => "✗",
         };
-        let fixed = f
-            .fixed
-            .as_deref()
-            .map_or_else(String::new, |how| format!(" → {how}"));
+        let fixed = match (&f.fixed, &f.fix_failed) {
+            (Some(how), _) => format!(" → {how}"),
+            (None, Some(why)) => format!(" → --fix could not: {why}"),
+            (None, None) => String::new(),
+        };
         ui::data(&format!(
             "{mark} {}: {}{fixed}",
             f.check,
@@ -200,11 +247,8 @@ fn modes(context: &Context, report: &mut Report, fix: bool) {
         match mode_of(&dir) {
             Some(0o700) | None => {}
             Some(mode) => {
-                let fixed = fix
-                    .then(|| ensure_private_dir(&dir, 0o700).ok())
-                    .flatten()
-                    .map(|()| "set to 0700".to_owned());
-                report.problem(
+                let fixed = try_fix(fix, "set to 0700", || ensure_private_dir(&dir, 0o700));
+                report.attempted(
                     "modes",
                     format!("{} is {mode:o}, not 700", dir.display()),
                     fixed,
@@ -222,11 +266,10 @@ fn modes(context: &Context, report: &mut Report, fix: bool) {
             continue;
         }
         if let Some(mode) = mode_of(&path).filter(|m| *m & 0o077 != 0) {
-            let fixed = fix
-                .then(|| std::fs::set_permissions(&path, PermissionsExt::from_mode(0o600)).ok())
-                .flatten()
-                .map(|()| "set to 0600".to_owned());
-            report.problem(
+            let fixed = try_fix(fix, "set to 0600", || {
+                std::fs::set_permissions(&path, PermissionsExt::from_mode(0o600))
+            });
+            report.attempted(
                 "modes",
                 format!(
                     "private key {} is {mode:o}: others can read it, and ssh refuses it",
@@ -339,14 +382,14 @@ fn ssh_config_entries(
     let known: BTreeSet<&SandboxId> = records.iter().map(|r| &r.id).collect();
     for entry in &entries {
         let Some(id) = alias_id(&entry.alias).filter(|id| known.contains(id)) else {
-            let fixed = fix
-                .then(|| {
-                    let id = alias_id(&entry.alias)?;
-                    ssh_entries::remove_host(context, &id).ok()
-                })
-                .flatten()
-                .map(|()| "entry removed".to_owned());
-            report.problem(
+            let fixed = match alias_id(&entry.alias) {
+                Some(id) => try_fix(fix, "entry removed", || {
+                    ssh_entries::remove_host(context, &id).map_err(|e| e.one_line())
+                }),
+                // Not an ID km makes: a person wrote it inside the markers.
+                None => Fix::NotTried,
+            };
+            report.attempted(
                 "orphan ssh config entry",
                 format!("Host {} names no recorded sandbox", entry.alias),
                 fixed,
@@ -540,11 +583,8 @@ fn keys_and_pins(context: &Context, records: &[SandboxRecord], report: &mut Repo
             }
         }
         for id in orphans {
-            let fixed = fix
-                .then(|| remove_key_files(context, &id).ok())
-                .flatten()
-                .map(|()| "key files removed".to_owned());
-            report.problem(
+            let fixed = try_fix(fix, "key files removed", || remove_key_files(context, &id));
+            report.attempted(
                 "orphan keys",
                 format!("~/.km/keys/{id}* belong to no recorded sandbox"),
                 fixed,
@@ -557,11 +597,10 @@ fn keys_and_pins(context: &Context, records: &[SandboxRecord], report: &mut Repo
         if known.contains(id.as_str()) {
             continue;
         }
-        let fixed = fix
-            .then(|| ssh_entries::unpin_host_key(context, &id).ok())
-            .flatten()
-            .map(|()| "pin removed".to_owned());
-        report.problem(
+        let fixed = try_fix(fix, "pin removed", || {
+            ssh_entries::unpin_host_key(context, &id).map_err(|e| e.one_line())
+        });
+        report.attempted(
             "orphan host key pin",
             format!("{host} in ~/.km/known_hosts names no recorded sandbox"),
             fixed,
@@ -649,14 +688,20 @@ fn sandboxes(
         if files.private_new.exists() || files.public_new.exists() {
             let fixed = match fix {
                 true => match recover(context, store, platform.as_ref(), record) {
-                    Ok(Recovery::Finished) => Some("finished: the sandbox had the new key".into()),
-                    Ok(Recovery::Undone) => Some("undone: the sandbox had the old key".into()),
-                    Ok(Recovery::NothingPending) => Some("settled meanwhile".into()),
-                    _ => None,
+                    Ok(Recovery::Finished) => {
+                        Fix::Done("finished: the sandbox had the new key".into())
+                    }
+                    Ok(Recovery::Undone) => Fix::Done("undone: the sandbox had the old key".into()),
+                    Ok(Recovery::NothingPending) => Fix::Done("settled meanwhile".into()),
+                    Ok(Recovery::Undecided) => Fix::Failed(format!(
+                        "the sandbox accepted neither key just now; once it runs: km vscode rekey {}",
+                        record.id
+                    )),
+                    Err(e) => Fix::Failed(e.one_line()),
                 },
-                _ => None,
+                false => Fix::NotTried,
             };
-            report.problem(
+            report.attempted(
                 "half-done rekey",
                 format!(
                     "{} has a pending key (.new); the next km command settles it",

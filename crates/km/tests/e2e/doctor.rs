@@ -47,3 +47,34 @@ fn doctor_leaves_files_that_are_not_keys_alone_and_never_calls_nothing_a_fix() {
     assert!(said.contains("left alone"), "{said}");
     assert!(output.status.success(), "{said}");
 }
+
+#[test]
+fn a_fix_that_fails_says_why() {
+    let env = TestEnv::new();
+    let keys = env.home().join(".km/keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    // An orphan key whose public half is a directory with something in it: it cannot be
+    // removed as a file.
+    std::fs::write(keys.join("sb-0123abcd"), "key").unwrap();
+    std::fs::set_permissions(
+        keys.join("sb-0123abcd"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::create_dir(keys.join("sb-0123abcd.pub")).unwrap();
+    std::fs::write(keys.join("sb-0123abcd.pub/inside"), "x").unwrap();
+    let output = env.run(&["doctor", "--fix"]);
+    let said = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    let line = said
+        .lines()
+        .find(|l| l.contains("orphan keys"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        line.starts_with('✗') && line.contains("--fix could not:"),
+        "{line}"
+    );
+    let json = env.run(&["doctor", "--json"]);
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(findings.iter().any(|f| f["check"] == "orphan keys"));
+}
