@@ -286,6 +286,15 @@ fn names_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The requests queued in `dir`: `*.json` only, as the manager reads it (a request being
+/// written is a `.km-tmp-*` file until it is renamed into place).
+fn requests_in(dir: &Path) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|name| name.ends_with(".json"))
+        .collect()
+}
+
 fn spawn_create_remote(env: &TestEnv, extra: &[&str]) -> std::process::Child {
     let profile = repo_profile("default");
     let mut args = vec!["create", profile.to_str().unwrap(), "--remote"];
@@ -317,7 +326,7 @@ fn ctrl_c_before_any_manager_starts_withdraws_the_request_and_its_keypair() {
     wait_until(
         "the request to be queued",
         std::time::Duration::from_secs(20),
-        || names_in(&platform_dir(&env).join("queue")).len() == 1,
+        || requests_in(&platform_dir(&env).join("queue")).len() == 1,
     );
     interrupt(&child);
     let output = child.wait_with_output().unwrap();
@@ -365,10 +374,10 @@ fn ctrl_c_after_a_manager_claimed_the_request_says_it_goes_on_and_a_dead_claim_i
     wait_until(
         "the request to be queued",
         std::time::Duration::from_secs(20),
-        || names_in(&queue).len() == 1,
+        || requests_in(&queue).len() == 1,
     );
     // The busy manager claims it (the queue protocol: a rename into working/), then dies.
-    let name = names_in(&queue).remove(0);
+    let name = requests_in(&queue).remove(0);
     std::fs::rename(
         queue.join(&name),
         platform_dir(&env).join("working").join(&name),
