@@ -515,7 +515,19 @@ pub(crate) fn create_remote(
     let manager = match submit(&layout, &request_id, &request) {
         Ok(manager) => manager,
         Err(error) => {
-            let _ = withdraw(&layout, &request_id);
+            // The request may have been written before the manager failed to start: take it
+            // back, and never say "nothing was submitted" when that did not work.
+            let error = match withdraw(&layout, &request_id) {
+                Ok(Withdrawal::Withdrawn) | Err(_)
+                    if layout.queue().join(format!("{request_id}.json")).exists() =>
+                {
+                    return Err(error.cause(format!(
+                        "request {request_id} may still be queued in {}; remove it before a manager starts",
+                        layout.queue().display()
+                    )));
+                }
+                _ => error,
+            };
             return Err(match forget_operator_state(context, &id) {
                 Ok(()) => error.cause(format!("nothing was submitted; the keypair made for {id} was removed")),
                 Err(e) => error.cause(format!(
