@@ -19,7 +19,7 @@ use km_core::userdata::{EC2_FIRST_BOOT_DONE, Target};
 
 use crate::connect::{AwsSettings, block_on, runtime, sdk_config};
 use crate::failure::AwsFailure;
-use crate::ssm_command::{self, Failure, OnInterrupt, STDERR_LIMIT, STDOUT_LIMIT};
+use crate::ssm_command::{self, Failure, OnInterrupt, Registration, STDERR_LIMIT, STDOUT_LIMIT};
 use crate::ssm_session::SessionTarget;
 
 /// The public SSM parameter naming the newest Amazon Linux 2023 image for an architecture
@@ -48,6 +48,41 @@ pub const ALIAS_TAG: &str = "km:alias";
 const SHELL_COMMAND_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// How long one first-boot check may take.
 const BOOT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long SSM may refuse an instance (InvalidInstanceId) before km asks SSM's inventory
+/// whether the instance is registered, so a caller without permission hears it in seconds
+/// rather than after the whole wait; also how often it asks again.
+const REFUSAL_CHECK_AFTER: Duration = Duration::from_secs(20);
+
+/// Tells "its agent has not registered yet" from "you may not reach it" while SSM keeps
+/// answering InvalidInstanceId.
+struct RefusalWatch {
+    next_check: Instant,
+}
+
+impl RefusalWatch {
+    fn new() -> Self {
+        Self {
+            next_check: Instant::now() + REFUSAL_CHECK_AFTER,
+        }
+    }
+
+    /// After SSM refused the instance again: an error once SSM's inventory says the instance
+    /// is online, so the refusal is about the caller.
+    async fn refused_again(
+        &mut self,
+        ssm: &aws_sdk_ssm::Client,
+        target: ssm_command::Target<'_>,
+    ) -> Result<(), PlatformError> {
+        if Instant::now() < self.next_check {
+            return Ok(());
+        }
+        self.next_check = Instant::now() + REFUSAL_CHECK_AFTER;
+        match ssm_command::registration(ssm, target).await {
+            Registration::Online => Err(target.refused(&Registration::Online)),
+            Registration::NotOnline(_) | Registration::Unknown(_) => Ok(()),
+        }
+    }
+}
 
 /// Runs sandboxes as EC2 instances.
 #[derive(Debug)]
@@ -387,6 +422,7 @@ impl Ec2Platform {
              echo failed; tail -n 5 /var/log/cloud-init-output.log\nelse echo booting; fi\n"
         );
         let deadline = Instant::now() + STATE_TIMEOUT;
+        let mut refusals = RefusalWatch::new();
         loop {
             match ssm_command::run(
                 ssm,
@@ -406,12 +442,13 @@ impl Ec2Platform {
                     )));
                 }
                 // Booting, or its SSM agent has not registered yet.
-                Ok(_) | Err(Failure::NotManaged | Failure::Undelivered(_)) => {}
+                Err(Failure::NotManaged) => refusals.refused_again(ssm, target).await?,
+                Ok(_) | Err(Failure::Undelivered(_)) => {}
                 Err(other) => return Err(other.report(target)),
             }
             if Instant::now() > deadline {
                 return Err(PlatformError::Boot(format!(
-                    "instance {} did not finish its first boot where SSM can reach it within {}s: it needs an instance profile that allows SSM (km init --aws --instance-profile <name>) and a subnet that reaches SSM; SSM also answers InvalidInstanceId when your own identity may not send commands to the instance (ssm:SendCommand, see docs/aws.md)",
+                    "instance {} did not finish its first boot where SSM can reach it within {}s: its SSM agent never came online, so it needs an instance profile that allows SSM (km init --aws --instance-profile <name>) and a subnet that reaches SSM (docs/aws.md)",
                     target.instance_id,
                     STATE_TIMEOUT.as_secs()
                 )));
@@ -426,12 +463,14 @@ impl Ec2Platform {
         target: ssm_command::Target<'_>,
     ) -> Result<(), PlatformError> {
         let deadline = Instant::now() + STATE_TIMEOUT;
+        let mut refusals = RefusalWatch::new();
         loop {
             match ssm_command::run(ssm, target, "true", BOOT_CHECK_TIMEOUT, OnInterrupt::Ignore)
                 .await
             {
                 Ok(done) if done.exit_code == 0 => return Ok(()),
-                Ok(_) | Err(Failure::NotManaged | Failure::Undelivered(_)) => {}
+                Err(Failure::NotManaged) => refusals.refused_again(ssm, target).await?,
+                Ok(_) | Err(Failure::Undelivered(_)) => {}
                 Err(other) => return Err(other.report(target)),
             }
             if Instant::now() > deadline {
@@ -464,9 +503,13 @@ impl Ec2Platform {
             sandbox: &record.id,
         };
         block_on(&self.runtime, async {
-            ssm_command::run(&ssm, target, script, timeout, on_interrupt)
-                .await
-                .map_err(|failure| failure.report(target))
+            match ssm_command::run(&ssm, target, script, timeout, on_interrupt).await {
+                Ok(done) => Ok(done),
+                Err(Failure::NotManaged) => {
+                    Err(target.refused(&ssm_command::registration(&ssm, target).await))
+                }
+                Err(failure) => Err(failure.report(target)),
+            }
         })
     }
 

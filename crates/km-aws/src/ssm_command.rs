@@ -59,6 +59,24 @@ impl Target<'_> {
         ))
     }
 
+    /// The error for an instance that refuses commands, told apart by what SSM's inventory says:
+    /// SSM answers `InvalidInstanceId` both for an agent that has not registered and for a caller
+    /// who may not reach the node (SendCommand's errors:
+    /// <https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_SendCommand.html>).
+    pub(crate) fn refused(&self, registration: &Registration) -> PlatformError {
+        match registration {
+            Registration::Online => PlatformError::Channel(format!(
+                "SSM lists instance {} of sandbox {} as online, yet refuses your commands to it (InvalidInstanceId): your AWS identity may not run commands on it — allow ssm:SendCommand on arn:aws:ec2:{}:<account>:instance/{} and on the document AWS-RunShellScript (the policy is in docs/aws.md); check: {}",
+                self.instance_id,
+                self.sandbox,
+                self.region,
+                self.instance_id,
+                self.check_command()
+            )),
+            Registration::NotOnline(_) | Registration::Unknown(_) => self.unmanaged(),
+        }
+    }
+
     fn failure(&self, failure: AwsFailure) -> Failure {
         match failure {
             AwsFailure::NotManaged(_) => Failure::NotManaged,
@@ -67,6 +85,52 @@ impl Target<'_> {
             }
             other => Failure::Platform(PlatformError::Channel(other.to_string())),
         }
+    }
+}
+
+/// What SSM's inventory (`DescribeInstanceInformation`) says of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Registration {
+    /// Its agent is registered and pinging: a refusal is about the caller, not the instance.
+    Online,
+    /// Not listed, or listed with this ping status (`ConnectionLost`, `Inactive`).
+    NotOnline(String),
+    /// The inventory could not be read (often: no `ssm:DescribeInstanceInformation`).
+    Unknown(String),
+}
+
+/// Asks SSM whether the instance's agent is registered and online.
+pub(crate) async fn registration(ssm: &Client, target: Target<'_>) -> Registration {
+    let filter = match aws_sdk_ssm::types::InstanceInformationStringFilter::builder()
+        .key("InstanceIds")
+        .values(target.instance_id)
+        .build()
+    {
+        Ok(filter) => filter,
+        Err(e) => return Registration::Unknown(e.to_string()),
+    };
+    match ssm
+        .describe_instance_information()
+        .filters(filter)
+        .send()
+        .await
+    {
+        Ok(out) => match out
+            .instance_information_list()
+            .iter()
+            .find(|node| node.instance_id() == Some(target.instance_id))
+        {
+            Some(node) if node.ping_status() == Some(&aws_sdk_ssm::types::PingStatus::Online) => {
+                Registration::Online
+            }
+            Some(node) => Registration::NotOnline(
+                node.ping_status()
+                    .map_or("no ping status", |status| status.as_str())
+                    .to_owned(),
+            ),
+            None => Registration::NotOnline("not registered".into()),
+        },
+        Err(e) => Registration::Unknown(AwsFailure::from_sdk(e).to_string()),
     }
 }
 

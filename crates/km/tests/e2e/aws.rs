@@ -704,6 +704,19 @@ fn ssm_failures_each_give_their_own_error_and_change_nothing() {
     assert!(stderr.contains("aws sso login"), "{stderr}");
     assert_unchanged(&aws, &id, &before);
 
+    // SSM refuses a caller who may not reach a managed node with InvalidInstanceId, as it
+    // refuses a node whose agent never registered: km asks SSM's inventory which it is.
+    aws.sim.clear_faults();
+    aws.sim.fault("deny-instances");
+    let stderr = aws.fails(&["shell", &id, "--", "true"]);
+    assert!(
+        stderr.contains(&format!(
+            "SSM lists instance {instance} of sandbox {id} as online, yet refuses your commands"
+        )) && stderr.contains("ssm:SendCommand"),
+        "{stderr}"
+    );
+    assert_unchanged(&aws, &id, &before);
+
     // No instance profile any more: SSM still knows the managed node, but its agent can no
     // longer take commands, so they stay undelivered.
     aws.sim.clear_faults();
@@ -1190,6 +1203,72 @@ fn without_an_instance_profile_init_warns_and_create_launches_nothing() {
         .trim(),
         "0"
     );
+}
+
+#[test]
+fn a_create_whose_commands_ssm_refuses_to_the_caller_fails_in_seconds_and_rolls_back() {
+    let aws = Aws::new();
+    aws.sim.fault("deny-instances");
+    let profile = repo_profile("ec2");
+    let refused = aws.fails(&["create", profile.to_str().unwrap()]);
+    assert!(
+        refused.contains("as online, yet refuses your commands to it")
+            && refused.contains("ssm:SendCommand"),
+        "{refused}"
+    );
+    assert!(aws.list().is_empty());
+    assert_eq!(
+        aws.boto3(
+            "us-east-1",
+            "print(sorted({i['State']['Name'] for r in ec2.describe_instances()['Reservations'] for i in r['Instances']}))"
+        )
+        .trim(),
+        "['terminated']"
+    );
+}
+
+#[test]
+fn a_session_to_a_stopped_sshd_ends_at_once_and_status_names_the_fix() {
+    let aws = Aws::new();
+    let id = aws.create(None);
+    let instance = aws.instance_of(&id);
+    let key = aws.env.key(&id);
+    assert!(succeeds(aws.ssh_with_key(&id, &key).arg("true")));
+    // An administrator stops sshd as root, over SSM.
+    let status = aws.boto3(
+        "us-east-1",
+        &format!(
+            "import time\n\
+             ssm = boto3.client('ssm', region_name='us-east-1', endpoint_url=ec2.meta.endpoint_url, aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+             sent = ssm.send_command(InstanceIds=['{instance}'], DocumentName='AWS-RunShellScript', Parameters={{'commands': ['systemctl stop sshd']}})\n\
+             while True:\n    got = ssm.get_command_invocation(CommandId=sent['Command']['CommandId'], InstanceId='{instance}')\n    if got['Status'] not in ('Pending', 'InProgress', 'Delayed'):\n        break\n    time.sleep(0.2)\n\
+             print(got['Status'])\n"
+        ),
+    );
+    assert_eq!(status.trim(), "Success");
+    // As on AWS, the session opens and the instance's side closes: ssh sees the stream end
+    // before any banner.
+    let refused = aws.ssh_with_key(&id, &key).arg("true").output().unwrap();
+    assert_eq!(refused.status.code(), Some(255), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Connection closed"),
+        "{refused:?}"
+    );
+    let output = aws.run(&["vscode", "status", &id]);
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "sshd is not serving; restart the sandbox: km stop {id} && km resume {id}"
+        )),
+        "{said}"
+    );
+    // The fix it names works: the enabled sshd starts with the instance.
+    aws.ok(&["stop", &id]);
+    aws.ok(&["resume", &id]);
+    assert!(succeeds(aws.ssh_with_key(&id, &key).arg("true")));
+    aws.ok(&["destroy", &id, "--yes"]);
 }
 
 #[test]

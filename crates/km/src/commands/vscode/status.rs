@@ -58,9 +58,10 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
             "sshd available",
             found.sshd_active,
             if found.sshd_active {
-                "sshd accepts its config"
+                "sshd accepts its config".to_owned()
             } else {
-                "sshd is not serving"
+                // A restart starts the sandbox's sshd on every platform.
+                format!("sshd is not serving; restart the sandbox: km stop {id} && km resume {id}")
             },
         ));
         let mine = MachineKey::of(context, id)?;
