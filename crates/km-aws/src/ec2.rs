@@ -411,6 +411,49 @@ impl Ec2Platform {
         PlatformError::Boot(format!("{failure}; {left}"))
     }
 
+    /// Terminates every live instance tagged as `id`'s in the default region.
+    fn terminate_tagged(&self, id: &km_core::id::SandboxId) -> Result<(), PlatformError> {
+        let (ec2, _) = self.clients(&self.settings.region);
+        block_on(&self.runtime, async {
+            let described = ec2
+                .describe_instances()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name(format!("tag:{SANDBOX_ID_TAG}"))
+                        .values(id.as_str())
+                        .build(),
+                )
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("instance-state-name")
+                        .set_values(Some(
+                            ["pending", "running", "stopping", "stopped"]
+                                .map(String::from)
+                                .to_vec(),
+                        ))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| channel(AwsFailure::from_sdk(e)))?;
+            let ids: Vec<String> = described
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter_map(|i| i.instance_id().map(str::to_owned))
+                .collect();
+            if ids.is_empty() {
+                return Ok(());
+            }
+            ec2.terminate_instances()
+                .set_instance_ids(Some(ids))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| channel(AwsFailure::from_sdk(e)))
+        })
+    }
+
     /// Waits until SSM reaches the instance and its userdata has finished first boot.
     async fn wait_first_boot(
         ssm: &aws_sdk_ssm::Client,
@@ -623,9 +666,10 @@ impl Platform for Ec2Platform {
     }
 
     fn destroy(&self, record: &SandboxRecord) -> Result<(), PlatformError> {
-        // A create that died before launching has no instance to terminate.
+        // A create cut short before it recorded its instance (a manager that crashed) may still
+        // have launched one: it carries the sandbox's tag, in the default region.
         let Ok(placement) = Self::placement(record) else {
-            return Ok(());
+            return self.terminate_tagged(&record.id);
         };
         let (ec2, _) = self.clients(&placement.region);
         block_on(&self.runtime, async {

@@ -10,6 +10,7 @@ mod connect;
 mod ec2;
 mod failure;
 mod manager;
+mod requests;
 mod ssm_command;
 mod ssm_session;
 mod store;
@@ -19,6 +20,8 @@ pub use ec2::{ALIAS_TAG, Ec2Platform, MAX_USERDATA_BYTES, SANDBOX_ID_TAG};
 pub use failure::AwsFailure;
 pub use manager::{
     DeployedManager, ManagerTarget, deploy as deploy_manager, deployed as deployed_manager,
+    invoke_event,
 };
+pub use requests::{Claim, RequestItem, RequestState, RequestTable};
 pub use ssm_command::{STDERR_LIMIT, STDOUT_LIMIT};
 pub use store::{DynamoStore, TableSetup, ensure_table};

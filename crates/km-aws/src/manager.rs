@@ -32,6 +32,10 @@ pub struct DeployedManager {
     pub environment: BTreeMap<String, String>,
     /// Base64 of the sha256 of its code package, as Lambda reports it.
     pub code_sha256: String,
+    /// How long one invocation may run.
+    pub timeout_seconds: u64,
+    /// The instruction sets it runs on (`x86_64`, `arm64`).
+    pub architectures: Vec<String>,
 }
 
 /// Uploads `artifact` to `s3://bucket/key`, points the function's code at it, sets its
@@ -66,7 +70,6 @@ pub fn deploy(
             .function_name(&target.function)
             .s3_bucket(&target.bucket)
             .s3_key(key)
-            .publish(true)
             .send()
             .await
             .map_err(AwsFailure::from_sdk)?;
@@ -79,6 +82,14 @@ pub fn deploy(
                     .set_variables(Some(environment.into_iter().collect()))
                     .build(),
             )
+            .send()
+            .await
+            .map_err(AwsFailure::from_sdk)?;
+        settled(&lambda, &target.function).await?;
+        // Published only now, so the version carries the code and the manifest that describes it.
+        lambda
+            .publish_version()
+            .function_name(&target.function)
             .send()
             .await
             .map_err(AwsFailure::from_sdk)?;
@@ -124,7 +135,35 @@ async fn describe(
     Ok(Some(DeployedManager {
         environment,
         code_sha256: configuration.code_sha256().unwrap_or_default().to_owned(),
+        // Lambda's own default when none is set.
+        timeout_seconds: configuration
+            .timeout()
+            .and_then(|t| u64::try_from(t).ok())
+            .unwrap_or(3),
+        architectures: configuration
+            .architectures()
+            .iter()
+            .map(|a| a.as_str().to_owned())
+            .collect(),
     }))
+}
+
+/// Hands `payload` to the function as an asynchronous (`Event`) invocation: Lambda queues it,
+/// answers at once, and retries it twice if the function fails.
+pub fn invoke_event(target: &ManagerTarget, payload: Vec<u8>) -> Result<(), AwsFailure> {
+    let runtime = runtime().map_err(|e| AwsFailure::Other(e.to_string()))?;
+    block_on(&runtime, async {
+        let lambda = aws_sdk_lambda::Client::new(&sdk_config(&target.region).await);
+        lambda
+            .invoke()
+            .function_name(&target.function)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(AwsFailure::from_sdk)
+    })
 }
 
 /// Waits until the function's last update has been applied.

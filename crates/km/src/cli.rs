@@ -109,6 +109,11 @@ pub(crate) struct InitArgs {
     /// With --aws --sidecars: the Lambda function that runs the management component
     #[arg(long, requires = "sidecars", default_value = "km-manager")]
     pub(crate) manager_function: String,
+    /// With --aws --sidecars: the km binary to deploy (default: this km, when Lambda's
+    /// provided.al2023 can run it: a Linux ELF of the function's architecture needing glibc
+    /// 2.34 at most)
+    #[arg(long, requires = "sidecars", value_name = "PATH")]
+    pub(crate) manager_binary: Option<std::path::PathBuf>,
     /// Your name on the keys you make (`km-<id>:<name>`), telling your key apart from other
     /// operators' on a shared sandbox (default: user@host; kept until changed)
     #[arg(long)]

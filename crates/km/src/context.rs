@@ -41,7 +41,12 @@ impl Context {
                 .hint("set it to your home directory, e.g. export HOME=/home/$(id -un)"));
             }
         };
-        Ok(Self {
+        Ok(Self::for_home(home))
+    }
+
+    /// The environment, with `home` as the home directory (the Lambda manager has no HOME).
+    pub(crate) fn for_home(home: PathBuf) -> Self {
+        Self {
             paths: KmPaths::new(home),
             path_var: std::env::var("PATH")
                 .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
@@ -51,7 +56,7 @@ impl Context {
             user: std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
                 .ok(),
-        })
+        }
     }
 
     /// Where `extends` looks after the profile's own directory.

@@ -10,7 +10,13 @@ mod context;
 mod error;
 mod interrupts;
 mod key_rotation;
+#[cfg(feature = "aws")]
+mod lambda_package;
 mod manager;
+#[cfg(feature = "aws")]
+mod manager_hand_off;
+#[cfg(feature = "aws")]
+mod manager_lambda;
 mod manager_protocol;
 mod ops;
 mod platforms;
@@ -35,6 +41,17 @@ pub fn run() -> ExitCode {
         clap_complete::CompleteEnv::with_factory(<cli::Cli as clap::CommandFactory>::command)
             .var(commands::COMPLETE_VAR)
             .complete();
+    }
+    // Lambda starts its custom runtime as `bootstrap`, without arguments and without a HOME.
+    #[cfg(feature = "aws")]
+    if manager_lambda::started_by_lambda(&args) {
+        return match manager_lambda::serve() {
+            Ok(code) => code,
+            Err(error) => {
+                ui::print_error(&error);
+                ExitCode::from(error.exit_code())
+            }
+        };
     }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,

@@ -461,26 +461,14 @@ fn aws_manager_checked(context: &Context, fields: &[&str]) -> CommandResult<Mani
     Ok(manifest)
 }
 
-/// `km create --remote`: the keypair is made here, the sandbox by the manager.
-pub(crate) fn create_remote(
+/// A create request for `profile`, with the keypair it carries made here: the sandbox's ID,
+/// the request's ID and the request.
+pub(crate) fn create_request(
     context: &Context,
     args: &CreateArgs,
     profile: &Profile,
     alias: Option<Alias>,
-) -> CommandResult<ExitCode> {
-    if crate::platforms::uses_aws(context)? {
-        // The version check runs first: a stale manager is the failure that must never pass.
-        aws_manager_checked(context, CreateRequest::FIELDS)?;
-        return Err(
-            crate::platforms::aws_hand_off_missing("km create --remote").hint(format!(
-                "km create {} (without --remote)",
-                args.profile.display()
-            )),
-        );
-    }
-    let layout = Layout::of(context);
-    // Checked before anything is made: a stale manager would boot a sandbox without the key.
-    usable_manager(context, &layout, CreateRequest::FIELDS)?;
+) -> CommandResult<(SandboxId, String, serde_json::Value)> {
     let id = SandboxId::generate(&profile.prefix).map_err(|e| CommandError::user(e.to_string()))?;
     let public_line = if profile.vscode_enabled {
         Some(make_operator_key(context, &id)?.1)
@@ -509,6 +497,25 @@ pub(crate) fn create_remote(
             .to_string(),
     });
     request[VSCODE_KEY_FIELD] = serde_json::json!(public_line);
+    Ok((id, request_id, request))
+}
+
+/// `km create --remote`: the keypair is made here, the sandbox by the manager.
+pub(crate) fn create_remote(
+    context: &Context,
+    args: &CreateArgs,
+    profile: &Profile,
+    alias: Option<Alias>,
+) -> CommandResult<ExitCode> {
+    if crate::platforms::uses_aws(context)? {
+        // The version check runs first: a stale manager is the failure that must never pass.
+        aws_manager_checked(context, CreateRequest::FIELDS)?;
+        return crate::platforms::aws_create_remote(context, args, profile, alias);
+    }
+    let layout = Layout::of(context);
+    // Checked before anything is made: a stale manager would boot a sandbox without the key.
+    usable_manager(context, &layout, CreateRequest::FIELDS)?;
+    let (id, request_id, request) = create_request(context, args, profile, alias)?;
     // Held from before the request is queued, so a Ctrl-C can always withdraw it.
     let interrupts = Interrupts::hold()
         .map_err(|e| CommandError::user("cannot install km's signal handlers").cause(e))?;
@@ -613,18 +620,15 @@ pub(crate) fn destroy_remote(
     args: &DestroyArgs,
     id: &SandboxId,
 ) -> CommandResult<ExitCode> {
-    if crate::platforms::uses_aws(context)? {
-        aws_manager_checked(context, &[])?;
-        return Err(
-            crate::platforms::aws_hand_off_missing("km destroy --remote")
-                .hint(format!("km destroy {id} --yes (without --remote)")),
-        );
-    }
-    let layout = Layout::of(context);
-    usable_manager(context, &layout, &[])?;
     let request_id = request_id(id, "destroy");
     let request =
         serde_json::json!({ "request_id": request_id, "sandbox_id": id, "force": args.force });
+    if crate::platforms::uses_aws(context)? {
+        aws_manager_checked(context, &[])?;
+        return crate::platforms::aws_destroy_remote(context, id, &request_id, request);
+    }
+    let layout = Layout::of(context);
+    usable_manager(context, &layout, &[])?;
     let interrupts = Interrupts::hold()
         .map_err(|e| CommandError::user("cannot install km's signal handlers").cause(e))?;
     let manager = submit(&layout, &request_id, &request)?;
@@ -835,23 +839,33 @@ fn perform(context: &Context, path: &Path) -> Outcome {
         Ok(value) => value,
         Err(e) => return failed(e),
     };
-    let kind = request_id.split('-').next().unwrap_or_default();
-    let done = match kind {
-        "create" => serde_json::from_value::<CreateRequest>(value)
-            .map_err(|e| format!("the create request was refused: {e}"))
-            .and_then(|request| create(context, &request)),
-        "destroy" => serde_json::from_value::<DestroyRequest>(value)
-            .map_err(|e| format!("the destroy request was refused: {e}"))
-            .and_then(|request| destroy(context, &request)),
-        other => Err(format!("unknown request kind {other:?}")),
-    };
-    match done {
+    match perform_value(context, &request_id, value, None) {
         Ok(()) => Outcome {
             request_id,
             state: "done".into(),
             error: None,
         },
         Err(error) => failed(error),
+    }
+}
+
+/// Decodes a request strictly (an unknown field fails it, named) and performs it. `works_until_ms`
+/// is set when the manager runs elsewhere and ends by then (a Lambda invocation).
+pub(crate) fn perform_value(
+    context: &Context,
+    request_id: &str,
+    value: serde_json::Value,
+    works_until_ms: Option<u64>,
+) -> Result<(), String> {
+    let kind = request_id.split('-').next().unwrap_or_default();
+    match kind {
+        "create" => serde_json::from_value::<CreateRequest>(value)
+            .map_err(|e| format!("the create request was refused: {e}"))
+            .and_then(|request| create(context, &request, works_until_ms)),
+        "destroy" => serde_json::from_value::<DestroyRequest>(value)
+            .map_err(|e| format!("the destroy request was refused: {e}"))
+            .and_then(|request| destroy(context, &request)),
+        other => Err(format!("unknown request kind {other:?}")),
     }
 }
 
@@ -880,7 +894,11 @@ fn single_key_line(line: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn create(context: &Context, request: &CreateRequest) -> Result<(), String> {
+fn create(
+    context: &Context,
+    request: &CreateRequest,
+    works_until_ms: Option<u64>,
+) -> Result<(), String> {
     // The resolved profile has no `extends`: loading it re-validates it here.
     let work = tempfile::Builder::new()
         .prefix("km-manager-")
@@ -910,7 +928,11 @@ fn create(context: &Context, request: &CreateRequest) -> Result<(), String> {
         profile: &profile,
         profile_path: &request.profile_path,
     };
-    make(context, &plan, &Maker::Manager { public_line }).map_err(|e| e.one_line())?;
+    let maker = Maker::Manager {
+        public_line,
+        works_until_ms,
+    };
+    make(context, &plan, &maker).map_err(|e| e.one_line())?;
     // An interrupted create rolls back and still returns: only a running record is success.
     let store = platforms::open_store(context).map_err(|e| e.one_line())?;
     match store.get(&request.sandbox_id) {

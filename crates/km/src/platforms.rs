@@ -140,6 +140,8 @@ pub(crate) struct AwsInit {
     pub(crate) sidecars: bool,
     pub(crate) artifact_bucket: Option<String>,
     pub(crate) manager_function: String,
+    /// The binary to deploy as the manager, when not this km.
+    pub(crate) manager_binary: Option<std::path::PathBuf>,
     pub(crate) operator: Option<km_core::id::Operator>,
 }
 
@@ -154,13 +156,30 @@ pub(crate) fn aws_manager_manifest(context: &Context) -> CommandResult<Option<Ma
     aws::manager_manifest(context)
 }
 
-/// Handing a request to the AWS management component (Lambda `Invoke`) is designed but not
-/// built: asking for it fails before anything is made.
-pub(crate) fn aws_hand_off_missing(what: &str) -> CommandError {
-    CommandError::user(format!(
-        "{what}: handing requests to the AWS management component (a Lambda invocation) is not part of this km; nothing was made"
-    ))
-    .cause("its design is in docs/aws-management.md")
+/// `km create --remote` on AWS, once the deployed manager passed the version check.
+pub(crate) fn aws_create_remote(
+    context: &Context,
+    args: &crate::cli::CreateArgs,
+    profile: &km_core::profile::Profile,
+    alias: Option<km_core::id::Alias>,
+) -> CommandResult<std::process::ExitCode> {
+    aws::create_remote(context, args, profile, alias)
+}
+
+/// `km destroy --remote` on AWS, once the deployed manager passed the version check.
+pub(crate) fn aws_destroy_remote(
+    context: &Context,
+    id: &km_core::id::SandboxId,
+    request_id: &str,
+    request: serde_json::Value,
+) -> CommandResult<std::process::ExitCode> {
+    aws::destroy_remote(context, id, request_id, request)
+}
+
+/// The AWS platform's settings as the SDK side takes them.
+#[cfg(feature = "aws")]
+pub(crate) fn aws_sdk_settings(settings: &crate::settings::AwsSettings) -> km_aws::AwsSettings {
+    aws::sdk_settings(settings)
 }
 
 /// Whether this machine's records live on the AWS platform.
@@ -212,6 +231,24 @@ mod aws {
     ) -> CommandResult<Option<crate::manager_protocol::Manifest>> {
         Err(not_built())
     }
+
+    pub(super) fn create_remote(
+        _context: &Context,
+        _args: &crate::cli::CreateArgs,
+        _profile: &km_core::profile::Profile,
+        _alias: Option<km_core::id::Alias>,
+    ) -> CommandResult<std::process::ExitCode> {
+        Err(not_built())
+    }
+
+    pub(super) fn destroy_remote(
+        _context: &Context,
+        _id: &km_core::id::SandboxId,
+        _request_id: &str,
+        _request: serde_json::Value,
+    ) -> CommandResult<std::process::ExitCode> {
+        Err(not_built())
+    }
 }
 
 #[cfg(feature = "aws")]
@@ -232,7 +269,7 @@ mod aws {
     use crate::settings::{AwsSettings, PlatformChoice, Settings};
     use crate::ui;
 
-    fn sdk_settings(settings: &AwsSettings) -> km_aws::AwsSettings {
+    pub(crate) fn sdk_settings(settings: &AwsSettings) -> km_aws::AwsSettings {
         km_aws::AwsSettings {
             region: settings.region.clone(),
             table: settings.table.clone(),
@@ -342,7 +379,7 @@ mod aws {
             ));
         }
         if args.sidecars {
-            deploy_manager(context, &wanted)?;
+            deploy_manager(context, &wanted, args.manager_binary.as_deref())?;
         } else {
             report_manager(context);
         }
@@ -399,24 +436,52 @@ mod aws {
 
     /// `km init --aws --sidecars`: uploads this km, points the function at it, sets its
     /// manifest, and checks what the function then reports.
-    fn deploy_manager(context: &Context, settings: &AwsSettings) -> CommandResult<()> {
+    fn deploy_manager(
+        context: &Context,
+        settings: &AwsSettings,
+        binary: Option<&std::path::Path>,
+    ) -> CommandResult<()> {
         let target = manager_target(settings).ok_or_else(|| {
             CommandError::user("km init --aws --sidecars needs --artifact-bucket")
         })?;
-        let manifest = Manifest::of_this_build(&context.km_exe)?;
-        let environment = manifest.to_environment();
-        let package = package(&context.km_exe)?;
-        let code = code_sha256(&package);
+        let exe = binary.unwrap_or(&context.km_exe);
+        let manifest = match binary {
+            None => Manifest::of_this_build(exe)?,
+            Some(binary) => manifest_of(binary)?,
+        };
         let now = km_aws::deployed_manager(&target).map_err(|f| manager_failure(&target, f))?;
+        let Some(now) = now else {
+            return Err(CommandError::user(format!(
+                "Lambda function {} does not exist in {}",
+                target.function, target.region
+            ))
+            .hint("create it once as docs/aws-management.md describes (runtime provided.al2023, handler bootstrap), then run this again"));
+        };
+        let bytes = std::fs::read(exe).map_err(crate::error::io_at(exe))?;
+        if let Some(why) = crate::lambda_package::refusal(&bytes, &now.architectures) {
+            return Err(CommandError::user(format!(
+                "{} cannot run as Lambda function {}: {why}; nothing was deployed",
+                exe.display(),
+                target.function
+            ))
+            .hint("build km for provided.al2023 and deploy that: cargo zigbuild --release --features aws --target x86_64-unknown-linux-gnu.2.34, then km init --aws … --sidecars --manager-binary target/x86_64-unknown-linux-gnu/release/km"));
+        }
+        let mut environment = manifest.to_environment();
+        // The manager launches sandboxes as this machine would, into the same table.
+        let platform = AwsSettings {
+            manager_bucket: None,
+            manager_function: None,
+            ..settings.clone()
+        };
+        environment.insert(
+            crate::manager_lambda::PLATFORM_VAR.to_owned(),
+            serde_json::to_string(&platform)
+                .map_err(|e| CommandError::user("cannot encode the AWS settings").cause(e))?,
+        );
+        let package = package(exe)?;
+        let code = code_sha256(&package);
         match now {
-            None => {
-                return Err(CommandError::user(format!(
-                    "Lambda function {} does not exist in {}",
-                    target.function, target.region
-                ))
-                .hint("create it once as docs/aws-management.md describes (runtime provided.al2023, handler bootstrap), then run this again"));
-            }
-            Some(now) if now.environment == environment && now.code_sha256 == code => {
+            now if now.environment == environment && now.code_sha256 == code => {
                 ui::status(&format!(
                     "✓ Management component is already {} on Lambda function {}",
                     manifest.short(),
@@ -424,7 +489,7 @@ mod aws {
                 ));
                 return Ok(());
             }
-            Some(_) => {}
+            _ => {}
         }
         let key = format!("km-manager/{}/{}.zip", manifest.version, manifest.hex());
         let got = km_aws::deploy_manager(&target, &key, package, environment.clone())
@@ -450,6 +515,31 @@ mod aws {
         Ok(())
     }
 
+    /// What another km binary says it understands (`<binary> __manager manifest`).
+    fn manifest_of(binary: &std::path::Path) -> CommandResult<Manifest> {
+        let output = std::process::Command::new(binary)
+            .args(["__manager", "manifest"])
+            .output()
+            .map_err(|e| {
+                CommandError::user(format!(
+                    "cannot run {} to read its manifest",
+                    binary.display()
+                ))
+                .cause(e)
+                .hint("--manager-binary takes a km built for this machine's architecture")
+            })?;
+        if !output.status.success() {
+            return Err(CommandError::user(format!(
+                "{} did not print a km manifest",
+                binary.display()
+            ))
+            .cause(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
+        }
+        serde_json::from_slice(&output.stdout).map_err(|e| {
+            CommandError::user(format!("{} printed no km manifest", binary.display())).cause(e)
+        })
+    }
+
     /// `km init --aws` without `--sidecars`: warns when the deployed manager is not this km.
     fn report_manager(context: &Context) {
         let Ok(Some(deployed)) = manager_manifest(context) else {
@@ -465,6 +555,50 @@ mod aws {
     }
 
     pub(super) fn manager_manifest(context: &Context) -> CommandResult<Option<Manifest>> {
+        Ok(deployed_manager(context)?.map(|(manifest, _)| manifest))
+    }
+
+    pub(super) fn create_remote(
+        context: &Context,
+        args: &crate::cli::CreateArgs,
+        profile: &km_core::profile::Profile,
+        alias: Option<km_core::id::Alias>,
+    ) -> CommandResult<ExitCode> {
+        let manager = hand_off_target(context)?;
+        crate::manager_hand_off::create_remote(context, &manager, args, profile, alias)
+    }
+
+    pub(super) fn destroy_remote(
+        context: &Context,
+        id: &km_core::id::SandboxId,
+        request_id: &str,
+        request: serde_json::Value,
+    ) -> CommandResult<ExitCode> {
+        let manager = hand_off_target(context)?;
+        crate::manager_hand_off::destroy_remote(context, &manager, id, request_id, request)
+    }
+
+    /// Where requests go: the function, its configuration, and the table of request items.
+    fn hand_off_target(context: &Context) -> CommandResult<crate::manager_hand_off::Manager> {
+        let settings = saved(context)?;
+        let (_, deployed) = deployed_manager(context)?.ok_or_else(|| {
+            CommandError::user("no management component is deployed on the AWS platform")
+                .hint("km init --aws --region <region> --sidecars --artifact-bucket <bucket>")
+        })?;
+        let target = manager_target(&settings).ok_or_else(|| {
+            CommandError::user("no management component is deployed on the AWS platform")
+        })?;
+        Ok(crate::manager_hand_off::Manager {
+            target,
+            deployed,
+            table: sdk_settings(&settings),
+        })
+    }
+
+    /// The deployed manager's manifest and configuration, checked as `manager_manifest` says.
+    fn deployed_manager(
+        context: &Context,
+    ) -> CommandResult<Option<(Manifest, km_aws::DeployedManager)>> {
         let settings = saved(context)?;
         let Some(target) = manager_target(&settings) else {
             return Ok(None);
@@ -492,6 +626,6 @@ mod aws {
             ))
             .hint("km init --aws … --sidecars --artifact-bucket <bucket>"));
         }
-        Ok(Some(manifest))
+        Ok(Some((manifest, deployed)))
     }
 }

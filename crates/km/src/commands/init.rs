@@ -26,6 +26,7 @@ pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode>
                 sidecars: args.sidecars,
                 artifact_bucket: args.artifact_bucket.clone(),
                 manager_function: args.manager_function.clone(),
+                manager_binary: args.manager_binary.clone(),
                 operator: args.operator.clone(),
             },
         );

@@ -19,6 +19,17 @@ use crate::ui;
 fn live_status(record: &SandboxRecord, running: impl FnOnce() -> bool) -> Status {
     match record.status {
         Status::Starting => {
+            // A manager elsewhere (Lambda) names the time it ends by; a process here, itself.
+            if let Some(until) = record.resources["creator"]["until_ms"].as_u64() {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                return if now < u128::from(until) {
+                    Status::Starting
+                } else {
+                    Status::Failed
+                };
+            }
             let creator: Option<ProcessIdentity> =
                 serde_json::from_value(record.resources["creator"].clone()).ok();
             if creator.is_some_and(|creator| creator.is_alive()) {

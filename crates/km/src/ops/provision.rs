@@ -31,7 +31,22 @@ pub(crate) enum Maker {
     Manager {
         /// The request's `VSCodeSSHPubKey`.
         public_line: Option<String>,
+        /// When the manager runs elsewhere (a Lambda invocation), the time it ends by at the
+        /// latest (epoch ms): its process cannot be looked up from an operator's machine.
+        works_until_ms: Option<u64>,
     },
+}
+
+/// Who makes the sandbox, as its `starting` record names it: this process, or a manager that
+/// works until a known time.
+fn creator(maker: &Maker) -> serde_json::Value {
+    match maker {
+        Maker::Manager {
+            works_until_ms: Some(until),
+            ..
+        } => serde_json::json!({ "until_ms": until }),
+        _ => serde_json::json!(ProcessIdentity::current()),
+    }
 }
 
 /// Makes the sandbox `plan` describes, rolling everything back on failure or interrupt.
@@ -53,7 +68,7 @@ pub(crate) fn make(context: &Context, plan: &Plan<'_>, maker: &Maker) -> Command
         vscode_enabled: profile.vscode_enabled,
         created_at,
     })?;
-    let creator = serde_json::json!({ "creator": ProcessIdentity::current() });
+    let creator = serde_json::json!({ "creator": creator(maker) });
     let result = store
         .set_resources(id, &creator)
         .map_err(CommandError::from)
@@ -189,7 +204,7 @@ fn build(
 ) -> CommandResult<()> {
     let id = plan.id;
     let vscode_enabled = plan.profile.vscode_enabled;
-    let public_line = if let Maker::Manager { public_line } = maker {
+    let public_line = if let Maker::Manager { public_line, .. } = maker {
         if let Some(line) = public_line.as_deref().filter(|_| vscode_enabled) {
             let fingerprint = fingerprint_of_line(line).map_err(|e| {
                 CommandError::user(format!(
@@ -227,10 +242,7 @@ fn build(
             .map_err(|e| CommandError::user(format!("sandbox {id} failed to boot")).cause(e))?
     };
     if let Some(fields) = resources.as_object_mut() {
-        fields.insert(
-            "creator".into(),
-            serde_json::json!(ProcessIdentity::current()),
-        );
+        fields.insert("creator".into(), creator(maker));
     }
     store.set_resources(id, &resources)?;
     check_interrupts(interrupts, id)?;
