@@ -62,7 +62,8 @@ ensure_test_tools() {
   mapfile -t packages < <(missing_packages ssh=openssh-client ssh-keygen=openssh-client \
     scp=openssh-client sftp=openssh-client /usr/sbin/sshd=openssh-server \
     shellcheck=shellcheck unshare=util-linux setpriv=util-linux mount=mount \
-    mkfifo=coreutils sha256sum=coreutils perl=perl python3=python3 bash=bash)
+    mkfifo=coreutils sha256sum=coreutils perl=perl python3=python3 bash=bash \
+    objdump=binutils)
   [ -z "${packages[*]-}" ] || apt_install "${packages[@]}"
   if ! python3 -c 'import moto.server, boto3' 2>/dev/null; then
     if ! python3 -m pip --version >/dev/null 2>&1; then

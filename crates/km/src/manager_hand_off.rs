@@ -72,9 +72,13 @@ enum Followed {
     Left(CommandError),
 }
 
-/// A request handed off: what it is called in messages, and what to run to follow it.
+/// A request handed off: the request, what it is called in messages, and what to run to
+/// follow it.
 struct Asked<'a> {
     request_id: &'a str,
+    kind: &'a str,
+    sandbox: &'a SandboxId,
+    request: &'a serde_json::Value,
     what: String,
     follow: String,
 }
@@ -85,9 +89,6 @@ fn hand_off(
     manager: &Manager,
     requests: &RequestTable,
     asked: &Asked<'_>,
-    kind: &str,
-    sandbox: &SandboxId,
-    request: &serde_json::Value,
     operator: &str,
     wait: bool,
 ) -> CommandResult<Option<Followed>> {
@@ -96,7 +97,7 @@ fn hand_off(
     let interrupts = Interrupts::hold()
         .map_err(|e| CommandError::user("cannot install km's signal handlers").cause(e))?;
     requests
-        .queue(request_id, kind, sandbox.as_str(), operator)
+        .queue(request_id, asked.kind, asked.sandbox.as_str(), operator)
         .map_err(|f| {
             table_failure(
                 &format!(
@@ -106,7 +107,7 @@ fn hand_off(
                 f,
             )
         })?;
-    let payload = serde_json::to_vec(request)
+    let payload = serde_json::to_vec(asked.request)
         .map_err(|e| CommandError::user("cannot encode the request").cause(e))?;
     if let Err(failure) = km_aws::invoke_event(&manager.target, payload) {
         let denied = matches!(failure, AwsFailure::AccessDenied(_));
@@ -257,21 +258,15 @@ pub(crate) fn create_remote(
     let (id, request_id, request) = crate::manager::create_request(context, args, profile, alias)?;
     let asked = Asked {
         request_id: &request_id,
+        kind: "create",
+        sandbox: &id,
+        request: &request,
         what: format!("create {id}"),
         follow: format!(
             "follow it with km list; once {id} is running, km vscode start {id} pins its host key and connects"
         ),
     };
-    let followed = hand_off(
-        manager,
-        &requests,
-        &asked,
-        "create",
-        &id,
-        &request,
-        operator.as_str(),
-        !args.no_wait,
-    );
+    let followed = hand_off(manager, &requests, &asked, operator.as_str(), !args.no_wait);
     let followed = match followed {
         Ok(followed) => followed,
         Err(error) => return Err(not_made(context, &id, error)),
@@ -334,21 +329,15 @@ pub(crate) fn destroy_remote(
     let operator = crate::settings::operator(context)?;
     let asked = Asked {
         request_id,
+        kind: "destroy",
+        sandbox: id,
+        request: &request,
         what: format!("destroy {id}"),
         follow: format!(
             "follow it with km list; once {id} is gone, km doctor --fix removes this machine's key, ssh config entry and host key pin for it"
         ),
     };
-    let followed = hand_off(
-        manager,
-        &requests,
-        &asked,
-        "destroy",
-        id,
-        &request,
-        operator.as_str(),
-        true,
-    )?;
+    let followed = hand_off(manager, &requests, &asked, operator.as_str(), true)?;
     let item = match followed {
         Some(Followed::Ended(item)) => item,
         Some(Followed::Withdrawn(error, interrupted)) => {

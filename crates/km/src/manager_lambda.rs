@@ -148,12 +148,11 @@ fn invocation(
             std::thread::sleep(HELD_POLL);
             continue;
         }
-        match requests
+        let taken = requests
             .take_over(&request_id, &holder, attempt, deadline_ms)
-            .map_err(|e| format!("cannot take over request {request_id}: {e}"))?
-        {
-            Claim::Claimed => break Some(item),
-            _ => {}
+            .map_err(|e| format!("cannot take over request {request_id}: {e}"))?;
+        if taken == Claim::Claimed {
+            break Some(item);
         }
     };
     let outcome = match &taken_over {

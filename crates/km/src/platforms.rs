@@ -445,10 +445,6 @@ mod aws {
             CommandError::user("km init --aws --sidecars needs --artifact-bucket")
         })?;
         let exe = binary.unwrap_or(&context.km_exe);
-        let manifest = match binary {
-            None => Manifest::of_this_build(exe)?,
-            Some(binary) => manifest_of(binary)?,
-        };
         let now = km_aws::deployed_manager(&target).map_err(|f| manager_failure(&target, f))?;
         let Some(now) = now else {
             return Err(CommandError::user(format!(
@@ -466,6 +462,10 @@ mod aws {
             ))
             .hint("build km for provided.al2023 and deploy that: cargo zigbuild --release --features aws --target x86_64-unknown-linux-gnu.2.34, then km init --aws … --sidecars --manager-binary target/x86_64-unknown-linux-gnu/release/km"));
         }
+        let manifest = match binary {
+            None => Manifest::of_this_build(exe)?,
+            Some(binary) => manifest_of(binary)?,
+        };
         let mut environment = manifest.to_environment();
         // The manager launches sandboxes as this machine would, into the same table.
         let platform = AwsSettings {

@@ -990,6 +990,20 @@ fn sidecars_deploy_the_manager_to_lambda_and_a_stale_one_is_refused_before_anyth
     );
     assert_eq!(setup.trim(), "ok");
 
+    // A package Lambda's provided.al2023 could not start is refused before anything is uploaded.
+    let script = aws.env.home().join("not-km");
+    std::fs::write(&script, "#!/bin/sh\necho '{}'\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut with_script = sidecars.to_vec();
+    with_script.extend(["--manager-binary", script.to_str().unwrap()]);
+    let refused = init(&with_script);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("cannot run as Lambda function km-manager: it is not a 64-bit ELF")
+            && said.contains("nothing was deployed"),
+        "{said}"
+    );
+
     let deployed = init(&sidecars);
     let stderr = String::from_utf8_lossy(&deployed.stderr);
     assert!(deployed.status.success(), "{stderr}");
@@ -1016,6 +1030,36 @@ fn sidecars_deploy_the_manager_to_lambda_and_a_stale_one_is_refused_before_anyth
         state["code"], state["object"],
         "the function runs the uploaded artifact"
     );
+    // What was uploaded starts on provided.al2023: no glibc symbol newer than its 2.34, read
+    // with binutils rather than km's own reader.
+    let artifact = aws.env.home().join("bootstrap");
+    aws.boto3(
+        "us-east-1",
+        &format!(
+            "import io, zipfile\n\
+             s3 = boto3.client('s3', region_name='us-east-1', endpoint_url=ec2.meta.endpoint_url, aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+             body = s3.get_object(Bucket='km-artifacts', Key={:?})['Body'].read()\n\
+             open({:?}, 'wb').write(zipfile.ZipFile(io.BytesIO(body)).read('bootstrap'))\n",
+            state["keys"][0].as_str().unwrap(),
+            artifact.to_str().unwrap()
+        ),
+    );
+    let symbols = Command::new("objdump")
+        .arg("-T")
+        .arg(&artifact)
+        .output()
+        .unwrap();
+    assert!(symbols.status.success(), "{symbols:?}");
+    let newest = String::from_utf8_lossy(&symbols.stdout)
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .filter_map(|word| word.strip_prefix("GLIBC_"))
+        .filter_map(|v| {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+        })
+        .max()
+        .unwrap();
+    assert!(newest <= (2, 34), "the artifact needs glibc {newest:?}");
     assert!(
         state["env"]["KM_REQUEST_FIELDS"]
             .as_str()
