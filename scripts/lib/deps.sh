@@ -56,7 +56,8 @@ ensure_openssh() {
 }
 
 # Everything the test suite uses besides Rust: OpenSSH, shellcheck, util-linux (unshare,
-# mount, setpriv), coreutils' mkfifo and sha256sum, python3 with moto's server and boto3.
+# mount, setpriv), coreutils' mkfifo and sha256sum, binutils' objdump, python3 with moto's
+# server and boto3.
 ensure_test_tools() {
   local packages
   mapfile -t packages < <(missing_packages ssh=openssh-client ssh-keygen=openssh-client \

@@ -869,9 +869,16 @@ pub(crate) fn perform_value(
     }
 }
 
-/// The sandboxes of create requests that are queued or being performed: their keypairs exist
-/// on this machine before their records do.
-pub(crate) fn pending_creates(context: &Context) -> Vec<SandboxId> {
+/// The sandboxes of create requests that are queued or being performed, here or on the AWS
+/// platform's manager: their keypairs exist on this machine before their records do. An error
+/// when the AWS platform's requests cannot be read.
+pub(crate) fn pending_creates(context: &Context) -> Result<Vec<SandboxId>, String> {
+    let mut pending = crate::platforms::aws_pending_creates(context)?;
+    pending.extend(local_pending_creates(context));
+    Ok(pending)
+}
+
+fn local_pending_creates(context: &Context) -> Vec<SandboxId> {
     let layout = Layout::of(context);
     [layout.queue(), layout.working()]
         .iter()

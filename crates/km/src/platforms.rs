@@ -176,6 +176,17 @@ pub(crate) fn aws_destroy_remote(
     aws::destroy_remote(context, id, request_id, request)
 }
 
+/// The sandboxes of create requests queued for, or being performed by, the AWS platform's
+/// manager (none when this machine does not use AWS or has no manager).
+pub(crate) fn aws_pending_creates(
+    context: &Context,
+) -> Result<Vec<km_core::id::SandboxId>, String> {
+    if !uses_aws(context).unwrap_or(false) {
+        return Ok(Vec::new());
+    }
+    aws::pending_creates(context)
+}
+
 /// The AWS platform's settings as the SDK side takes them.
 #[cfg(feature = "aws")]
 pub(crate) fn aws_sdk_settings(settings: &crate::settings::AwsSettings) -> km_aws::AwsSettings {
@@ -230,6 +241,12 @@ mod aws {
         _context: &Context,
     ) -> CommandResult<Option<crate::manager_protocol::Manifest>> {
         Err(not_built())
+    }
+
+    pub(super) fn pending_creates(
+        _context: &Context,
+    ) -> Result<Vec<km_core::id::SandboxId>, String> {
+        Ok(Vec::new())
     }
 
     pub(super) fn create_remote(
@@ -576,6 +593,24 @@ mod aws {
     ) -> CommandResult<ExitCode> {
         let manager = hand_off_target(context)?;
         crate::manager_hand_off::destroy_remote(context, &manager, id, request_id, request)
+    }
+
+    pub(super) fn pending_creates(
+        context: &Context,
+    ) -> Result<Vec<km_core::id::SandboxId>, String> {
+        let settings = saved(context).map_err(|e| e.one_line())?;
+        if manager_target(&settings).is_none() {
+            return Ok(Vec::new());
+        }
+        let requests =
+            km_aws::RequestTable::open(&sdk_settings(&settings)).map_err(|f| f.to_string())?;
+        Ok(requests
+            .unfinished()
+            .map_err(|f| f.to_string())?
+            .into_iter()
+            .filter(|item| item.kind == "create")
+            .filter_map(|item| item.sandbox_id.parse().ok())
+            .collect())
     }
 
     /// Where requests go: the function, its configuration, and the table of request items.

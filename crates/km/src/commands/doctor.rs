@@ -564,10 +564,21 @@ fn move_to_local(
 fn keys_and_pins(context: &Context, records: &[SandboxRecord], report: &mut Report, fix: bool) {
     // A `create --remote` makes its keypair before the manager makes the record: a queued or
     // running request's key is not an orphan.
+    let pending = match crate::manager::pending_creates(context) {
+        Ok(pending) => pending,
+        Err(why) => {
+            report.problem(
+                "key files",
+                format!("not checked for orphans: the management component's requests cannot be read ({why})"),
+                None,
+            );
+            return;
+        }
+    };
     let known: BTreeSet<String> = records
         .iter()
         .map(|r| r.id.clone())
-        .chain(crate::manager::pending_creates(context))
+        .chain(pending)
         .map(|id| id.to_string())
         .collect();
     if let Ok(entries) = std::fs::read_dir(context.paths.keys_dir()) {

@@ -222,6 +222,21 @@ fn remote_creates_that_cannot_finish_leave_nothing_behind_and_say_why() {
     );
     assert!(manager_log(&aws).contains("(crash)"));
     assert_nothing_left(&aws);
+
+    // --no-wait while the function runs nothing: the request stays queued, and km doctor does
+    // not take the key made for it for an orphan.
+    aws.sim.clear_faults();
+    aws.sim.fault("lambda-unavailable");
+    let id = aws
+        .ok(&["create", ec2.to_str().unwrap(), "--remote", "--no-wait"])
+        .trim()
+        .to_owned();
+    assert_eq!(request_items(&aws).len(), 1);
+    let doctor = aws.run(&["doctor", "--fix"]);
+    let said = String::from_utf8_lossy(&doctor.stdout).into_owned()
+        + &String::from_utf8_lossy(&doctor.stderr);
+    assert!(!said.contains("belong to no recorded sandbox"), "{said}");
+    assert!(aws.env.key(&id).exists(), "{said}");
 }
 
 #[test]
