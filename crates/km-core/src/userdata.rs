@@ -117,6 +117,8 @@ mkdir -p "$root/etc/ssh" "$home/workspace"
 if [ ! -f "$root/etc/ssh/ssh_host_ed25519_key" ]; then
   ssh-keygen -q -t ed25519 -N '' -C "km-host-$KM_SANDBOX_ID" -f "$root/etc/ssh/ssh_host_ed25519_key"
 fi
+# Public, as on a stock image: km reads it as the sandbox user to pin it (umask 077 above).
+chmod 644 "$root/etc/ssh/ssh_host_ed25519_key.pub"
 if [ "$KM_VSCODE_ENABLED" = true ]; then
   mkdir -p "$home/.ssh"
   chmod 700 "$home/.ssh"

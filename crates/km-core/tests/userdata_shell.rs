@@ -190,3 +190,36 @@ fn every_variant_fits_in_ec2s_userdata_limit() {
         assert!(script.len() < 16 * 1024, "{name}: {} bytes", script.len());
     }
 }
+
+#[test]
+fn the_host_key_km_generates_is_readable_by_the_sandbox_user_who_pins_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path().join("home");
+    let script = UserData {
+        target: Target::Local,
+        sandbox_id: "sb-0123abcd".parse().unwrap(),
+        vscode_enabled: false,
+        vscode_ssh_pub_key: None,
+    }
+    .render()
+    .unwrap();
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("KM_ROOT", root.path())
+        .env("KM_SANDBOX_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let public = root.path().join("etc/ssh/ssh_host_ed25519_key.pub");
+    let private = root.path().join("etc/ssh/ssh_host_ed25519_key");
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&public),
+        0o644,
+        "the probe reads it as the sandbox user"
+    );
+    assert_eq!(mode(&private), 0o600);
+}

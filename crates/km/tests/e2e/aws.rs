@@ -486,6 +486,24 @@ fn the_vscode_workflow_runs_on_an_ec2_sandbox_through_ssm_with_real_ssh() {
         stdout_of(aws.ssh(&host).arg("echo in-sandbox; echo \"$USER\"")),
         "in-sandbox\nsandbox\n"
     );
+    // As on a real image, the sandbox user has a uid of its own that owns its home and keys,
+    // under sshd's StrictModes; a simulator without root cannot switch uids, so there it
+    // shares the simulator's.
+    let owners = stdout_of(
+        aws.ssh(&host)
+            .arg("id -u; stat -c %u \"$HOME\" \"$HOME/.ssh\" \"$HOME/.ssh/authorized_keys\""),
+    );
+    let owners: Vec<&str> = owners.lines().collect();
+    let ours = nix::unistd::getuid();
+    if ours.is_root() {
+        assert_ne!(owners[0], "0", "{owners:?}");
+    } else {
+        assert_eq!(owners[0], ours.to_string(), "{owners:?}");
+    }
+    assert!(
+        owners[1..].iter().all(|uid| *uid == owners[0]),
+        "{owners:?}"
+    );
 
     // scp up and back down, through the tunnel.
     let up = aws.env.home().join("up.bin");
