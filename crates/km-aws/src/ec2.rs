@@ -411,37 +411,13 @@ impl Ec2Platform {
         PlatformError::Boot(format!("{failure}; {left}"))
     }
 
-    /// Terminates every live instance tagged as `id`'s in the default region.
+    /// Terminates every live instance tagged as `id`'s in the default region (a create cut
+    /// short between launching and recording its instance). EC2 lists a new instance only after
+    /// a while: whoever undoes such a create waits for that first.
     fn terminate_tagged(&self, id: &km_core::id::SandboxId) -> Result<(), PlatformError> {
         let (ec2, _) = self.clients(&self.settings.region);
         block_on(&self.runtime, async {
-            let described = ec2
-                .describe_instances()
-                .filters(
-                    aws_sdk_ec2::types::Filter::builder()
-                        .name(format!("tag:{SANDBOX_ID_TAG}"))
-                        .values(id.as_str())
-                        .build(),
-                )
-                .filters(
-                    aws_sdk_ec2::types::Filter::builder()
-                        .name("instance-state-name")
-                        .set_values(Some(
-                            ["pending", "running", "stopping", "stopped"]
-                                .map(String::from)
-                                .to_vec(),
-                        ))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| channel(AwsFailure::from_sdk(e)))?;
-            let ids: Vec<String> = described
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .filter_map(|i| i.instance_id().map(str::to_owned))
-                .collect();
+            let ids = Self::tagged(&ec2, id).await?;
             if ids.is_empty() {
                 return Ok(());
             }
@@ -452,6 +428,40 @@ impl Ec2Platform {
                 .map(|_| ())
                 .map_err(|e| channel(AwsFailure::from_sdk(e)))
         })
+    }
+
+    /// The live instances tagged as `id`'s.
+    async fn tagged(
+        ec2: &Client,
+        id: &km_core::id::SandboxId,
+    ) -> Result<Vec<String>, PlatformError> {
+        let described = ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name(format!("tag:{SANDBOX_ID_TAG}"))
+                    .values(id.as_str())
+                    .build(),
+            )
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-state-name")
+                    .set_values(Some(
+                        ["pending", "running", "stopping", "stopped"]
+                            .map(String::from)
+                            .to_vec(),
+                    ))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| channel(AwsFailure::from_sdk(e)))?;
+        Ok(described
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|i| i.instance_id().map(str::to_owned))
+            .collect())
     }
 
     /// Waits until SSM reaches the instance and its userdata has finished first boot.
@@ -589,6 +599,14 @@ impl Platform for Ec2Platform {
     }
 
     fn provision(&self, request: &ProvisionRequest) -> Result<serde_json::Value, PlatformError> {
+        self.provision_placed(request, &|_| Ok(()))
+    }
+
+    fn provision_placed(
+        &self,
+        request: &ProvisionRequest,
+        placed: &dyn Fn(&serde_json::Value) -> Result<(), PlatformError>,
+    ) -> Result<serde_json::Value, PlatformError> {
         if request.userdata.len() > MAX_USERDATA_BYTES {
             return Err(PlatformError::Boot(format!(
                 "the userdata is {} bytes, over EC2's {MAX_USERDATA_BYTES}-byte limit",
@@ -601,11 +619,21 @@ impl Platform for Ec2Platform {
             .clone()
             .unwrap_or_else(|| self.settings.region.clone());
         let (ec2, ssm) = self.clients(&region);
+        let instance_id =
+            block_on(&self.runtime, self.launch(&ec2, &ssm, &region, request)).map_err(boot)?;
+        let placement = serde_json::json!(Placement {
+            instance_id: instance_id.clone(),
+            region: region.clone(),
+        });
+        // Outside the runtime: recording it may block on a store's own.
+        if let Err(error) = placed(&placement) {
+            let failure = AwsFailure::Other(format!("the instance could not be recorded: {error}"));
+            return Err(block_on(
+                &self.runtime,
+                Self::abandon(&ec2, &instance_id, &region, &failure),
+            ));
+        }
         block_on(&self.runtime, async {
-            let instance_id = self
-                .launch(&ec2, &ssm, &region, request)
-                .await
-                .map_err(boot)?;
             if let Err(failure) =
                 Self::wait_for(&ec2, &instance_id, InstanceStateName::Running).await
             {
@@ -619,10 +647,7 @@ impl Platform for Ec2Platform {
             if let Err(failure) = Self::wait_first_boot(&ssm, target).await {
                 return Err(Self::abandon(&ec2, &instance_id, &region, &failure).await);
             }
-            Ok(serde_json::json!(Placement {
-                instance_id,
-                region: region.clone(),
-            }))
+            Ok(placement)
         })
     }
 

@@ -22,6 +22,6 @@ pub use manager::{
     DeployedManager, ManagerTarget, deploy as deploy_manager, deployed as deployed_manager,
     invoke_event,
 };
-pub use requests::{Claim, RequestItem, RequestState, RequestTable};
+pub use requests::{Claim, RequestItem, RequestState, RequestTable, now_seconds};
 pub use ssm_command::{STDERR_LIMIT, STDOUT_LIMIT};
 pub use store::{DynamoStore, TableSetup, ensure_table};

@@ -68,6 +68,8 @@ pub struct RequestItem {
     pub claimed_by: Option<String>,
     /// When the attempt that claimed it ends at the latest (epoch milliseconds).
     pub claim_deadline_ms: Option<u64>,
+    /// When the operator queued it (epoch seconds).
+    pub queued_at: Option<u64>,
 }
 
 /// What a manager attempt got when it tried to claim a request.
@@ -93,7 +95,8 @@ fn key(request_id: &str) -> String {
     format!("request#{request_id}")
 }
 
-fn now_seconds() -> u64 {
+/// Now, in epoch seconds.
+pub fn now_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -101,6 +104,10 @@ fn now_seconds() -> u64 {
 
 fn text(item: &Item, name: &str) -> Option<String> {
     item.get(name)?.as_s().ok().cloned()
+}
+
+fn number(item: &Item, name: &str) -> Option<u64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
 }
 
 fn item_of(item: &Item) -> Option<RequestItem> {
@@ -112,10 +119,8 @@ fn item_of(item: &Item) -> Option<RequestItem> {
         error: text(item, "error"),
         requested_by: text(item, "requested_by"),
         claimed_by: text(item, "claimed_by"),
-        claim_deadline_ms: item
-            .get("claim_deadline")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok()),
+        claim_deadline_ms: number(item, "claim_deadline"),
+        queued_at: number(item, "queued_at"),
     })
 }
 
@@ -156,6 +161,7 @@ impl RequestTable {
         item.insert("sandbox_id".into(), s(sandbox_id));
         item.insert("state".into(), s(RequestState::Queued.as_str()));
         item.insert("requested_by".into(), s(requested_by));
+        item.insert("queued_at".into(), n(now_seconds()));
         item.insert("expires_at".into(), n(now_seconds() + KEEP_SECONDS));
         block_on(&self.runtime, async {
             self.client

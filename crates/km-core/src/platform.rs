@@ -80,6 +80,17 @@ pub trait Platform: Send + Sync {
     /// Creates and boots the sandbox, running its userdata at first boot; returns its
     /// resources (recorded, and all a later command needs to find it again).
     fn provision(&self, request: &ProvisionRequest) -> Result<serde_json::Value, PlatformError>;
+    /// As [`Platform::provision`], handing `placed` where the sandbox is as soon as it exists,
+    /// before it has booted, so that a create cut short (a crashed manager) can still be found
+    /// and removed. Platforms whose sandboxes are found without it need not override it.
+    fn provision_placed(
+        &self,
+        request: &ProvisionRequest,
+        placed: &dyn Fn(&serde_json::Value) -> Result<(), PlatformError>,
+    ) -> Result<serde_json::Value, PlatformError> {
+        let _ = placed;
+        self.provision(request)
+    }
     /// Starts a stopped sandbox without repeating first boot.
     fn resume(&self, record: &SandboxRecord) -> Result<(), PlatformError>;
     /// Stops every process of the sandbox; its disk stays.

@@ -51,7 +51,7 @@ impl Manager {
     }
 }
 
-fn pickup_wait() -> Duration {
+pub(crate) fn pickup_wait() -> Duration {
     std::env::var("KM_REMOTE_PICKUP_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -365,4 +365,66 @@ pub(crate) fn destroy_remote(
         "✓ Sandbox {id} destroyed by the management component (keys, ssh config entry and host key pin removed here)"
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Requests that waited for a manager longer than `km create --remote` would, and requests
+/// whose manager attempt ended without writing their end. With `fix`, a waiting one is
+/// withdrawn, with this machine's keypair for it.
+pub(crate) fn stale_requests(
+    context: &Context,
+    table: &km_aws::AwsSettings,
+    fix: bool,
+) -> Result<Vec<crate::platforms::StaleRequest>, String> {
+    let requests = RequestTable::open(table).map_err(|f| f.to_string())?;
+    let now = km_aws::now_seconds();
+    let mut stale = Vec::new();
+    for item in requests.unfinished().map_err(|f| f.to_string())? {
+        let waited = now.saturating_sub(item.queued_at.unwrap_or(now));
+        match item.state {
+            RequestState::Queued if waited > pickup_wait().as_secs() => {
+                let fixed = fix.then(|| withdraw_stale(context, &requests, &item));
+                stale.push(crate::platforms::StaleRequest {
+                    detail: format!(
+                        "request {} to {} {} has waited {waited}s for the management function to pick it up; km doctor --fix withdraws it",
+                        item.request_id, item.kind, item.sandbox_id
+                    ),
+                    fixed,
+                });
+            }
+            RequestState::Running
+                if item
+                    .claim_deadline_ms
+                    .is_some_and(|ends| ends / 1000 + RETRY_PAUSES.as_secs() < now) =>
+            {
+                stale.push(crate::platforms::StaleRequest {
+                    detail: format!(
+                        "request {} to {} {} was left running by a manager attempt that ended; km list shows the sandbox, km destroy {} --yes --force removes it",
+                        item.request_id, item.kind, item.sandbox_id, item.sandbox_id
+                    ),
+                    fixed: None,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(stale)
+}
+
+fn withdraw_stale(
+    context: &Context,
+    requests: &RequestTable,
+    item: &RequestItem,
+) -> Result<String, String> {
+    if !requests
+        .withdraw(&item.request_id)
+        .map_err(|f| f.to_string())?
+    {
+        return Err("a manager took it meanwhile".into());
+    }
+    if item.kind == "create"
+        && let Ok(id) = item.sandbox_id.parse::<SandboxId>()
+    {
+        forget_operator_state(context, &id).map_err(|e| e.one_line())?;
+    }
+    Ok("withdrawn".into())
 }

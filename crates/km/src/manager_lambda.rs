@@ -162,6 +162,7 @@ fn invocation(
             &item.kind,
             &item.sandbox_id,
             item.claimed_by.as_deref(),
+            deadline_ms,
         ),
     };
     if let Err(error) = &outcome {
@@ -176,6 +177,31 @@ fn invocation(
     })
 }
 
+/// How long after a create began its platform may still not list what it launched (EC2's
+/// eventual consistency: <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>).
+const LISTING_SETTLES: Duration = Duration::from_secs(90);
+/// Time kept for the rest of the recovery before this attempt's deadline.
+const RECOVERY_MARGIN_MS: u64 = 10_000;
+
+/// A record that names nothing but its creator may belong to a create that died between
+/// launching and recording: wait until the platform lists what it launched, as far as this
+/// attempt's deadline allows.
+fn settle(record: &km_core::record::SandboxRecord, deadline_ms: u64) {
+    let only_creator = record
+        .resources
+        .as_object()
+        .is_none_or(|fields| fields.keys().all(|k| k == "creator"));
+    if !only_creator {
+        return;
+    }
+    let settled_ms = (record.created_at + LISTING_SETTLES.as_secs()) * 1000;
+    let until = settled_ms.min(deadline_ms.saturating_sub(RECOVERY_MARGIN_MS));
+    let now = now_ms();
+    if until > now {
+        std::thread::sleep(Duration::from_millis(until - now));
+    }
+}
+
 /// After an attempt died holding a request: a create is rolled back (whatever it made is
 /// removed) and reported failed; a destroy is finished.
 fn recover(
@@ -183,6 +209,7 @@ fn recover(
     kind: &str,
     sandbox: &str,
     holder: Option<&str>,
+    deadline_ms: u64,
 ) -> Result<(), String> {
     let id: SandboxId = sandbox
         .parse()
@@ -190,6 +217,7 @@ fn recover(
     let store = platforms::open_store(context).map_err(|e| e.one_line())?;
     let record = store.get(&id).map_err(|e| e.to_string())?;
     if let Some(record) = &record {
+        settle(record, deadline_ms);
         let platform = platforms::platform_for(context, record).map_err(|e| e.one_line())?;
         platform.destroy(record).map_err(|e| {
             format!("the manager stopped while performing this request, and removing what it made of {id} failed: {e}; remove it with km destroy {id} --yes --force")

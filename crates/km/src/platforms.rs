@@ -187,6 +187,25 @@ pub(crate) fn aws_pending_creates(
     aws::pending_creates(context)
 }
 
+/// A request to the AWS platform's manager that did not end as it should have, for km doctor.
+pub(crate) struct StaleRequest {
+    pub(crate) detail: String,
+    /// What `--fix` did: `Ok(how)` or `Err(why not)`; `None` when not asked or nothing to do.
+    pub(crate) fixed: Option<Result<String, String>>,
+}
+
+/// Requests that waited too long for the AWS platform's manager, or whose manager died
+/// (withdrawn with `fix`, with the keypair made for them).
+pub(crate) fn aws_stale_requests(
+    context: &Context,
+    fix: bool,
+) -> Result<Vec<StaleRequest>, String> {
+    if !uses_aws(context).unwrap_or(false) {
+        return Ok(Vec::new());
+    }
+    aws::stale_requests(context, fix)
+}
+
 /// The AWS platform's settings as the SDK side takes them.
 #[cfg(feature = "aws")]
 pub(crate) fn aws_sdk_settings(settings: &crate::settings::AwsSettings) -> km_aws::AwsSettings {
@@ -246,6 +265,13 @@ mod aws {
     pub(super) fn pending_creates(
         _context: &Context,
     ) -> Result<Vec<km_core::id::SandboxId>, String> {
+        Ok(Vec::new())
+    }
+
+    pub(super) fn stale_requests(
+        _context: &Context,
+        _fix: bool,
+    ) -> Result<Vec<super::StaleRequest>, String> {
         Ok(Vec::new())
     }
 
@@ -611,6 +637,17 @@ mod aws {
             .filter(|item| item.kind == "create")
             .filter_map(|item| item.sandbox_id.parse().ok())
             .collect())
+    }
+
+    pub(super) fn stale_requests(
+        context: &Context,
+        fix: bool,
+    ) -> Result<Vec<super::StaleRequest>, String> {
+        let settings = saved(context).map_err(|e| e.one_line())?;
+        if manager_target(&settings).is_none() {
+            return Ok(Vec::new());
+        }
+        crate::manager_hand_off::stale_requests(context, &sdk_settings(&settings), fix)
     }
 
     /// Where requests go: the function, its configuration, and the table of request items.

@@ -166,6 +166,7 @@ pub(crate) fn run(context: &Context, args: &DoctorArgs) -> CommandResult<ExitCod
     }
     if records.is_some() {
         misplaced_records(context, &mut report, args.fix);
+        remote_requests(context, &mut report, args.fix);
     }
     if let (Some(records), Some(store)) = (&records, &store) {
         ssh_config_entries(context, records, &mut report, args.fix);
@@ -559,6 +560,23 @@ fn move_to_local(
     // Only once the local copy is whole does the shared one go.
     shared.delete(&record.id)?;
     Ok(())
+}
+
+/// Requests to the AWS platform's manager that waited too long or were left behind.
+fn remote_requests(context: &Context, report: &mut Report, fix: bool) {
+    match platforms::aws_stale_requests(context, fix) {
+        Ok(stale) => {
+            for request in stale {
+                let fix = match request.fixed {
+                    None => Fix::NotTried,
+                    Some(Ok(how)) => Fix::Done(how),
+                    Some(Err(why)) => Fix::Failed(why),
+                };
+                report.attempted("remote request", request.detail, fix);
+            }
+        }
+        Err(why) => report.problem("remote requests", format!("cannot be read: {why}"), None),
+    }
 }
 
 fn keys_and_pins(context: &Context, records: &[SandboxRecord], report: &mut Report, fix: bool) {

@@ -232,13 +232,26 @@ fn build(
     check_interrupts(interrupts, id)?;
     let mut resources = {
         let _spinner = ui::Spinner::start(&format!("booting {id}"));
+        // Recorded as soon as the platform knows it, so a create killed mid-boot can be undone.
+        let placed = |placement: &serde_json::Value| {
+            let mut resources = placement.clone();
+            if let Some(fields) = resources.as_object_mut() {
+                fields.insert("creator".into(), creator(maker));
+            }
+            store
+                .set_resources(id, &resources)
+                .map_err(|e| km_core::platform::PlatformError::Channel(e.to_string()))
+        };
         platform
-            .provision(&ProvisionRequest {
-                id: id.clone(),
-                alias: plan.alias.cloned(),
-                userdata,
-                runtime: plan.profile.runtime(),
-            })
+            .provision_placed(
+                &ProvisionRequest {
+                    id: id.clone(),
+                    alias: plan.alias.cloned(),
+                    userdata,
+                    runtime: plan.profile.runtime(),
+                },
+                &placed,
+            )
             .map_err(|e| CommandError::user(format!("sandbox {id} failed to boot")).cause(e))?
     };
     if let Some(fields) = resources.as_object_mut() {

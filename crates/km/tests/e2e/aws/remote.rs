@@ -237,6 +237,24 @@ fn remote_creates_that_cannot_finish_leave_nothing_behind_and_say_why() {
         + &String::from_utf8_lossy(&doctor.stderr);
     assert!(!said.contains("belong to no recorded sandbox"), "{said}");
     assert!(aws.env.key(&id).exists(), "{said}");
+    // Once it has waited longer than km create --remote would, km doctor names it and --fix
+    // withdraws it with its keypair.
+    let mut said = String::new();
+    wait_until(
+        "km doctor to call the request stale",
+        Duration::from_secs(20),
+        || {
+            let doctor = aws
+                .command(&["doctor", "--fix", "--json"])
+                .env("KM_REMOTE_PICKUP_SECONDS", "0")
+                .output()
+                .unwrap();
+            said = String::from_utf8_lossy(&doctor.stdout).into_owned();
+            said.contains("for the management function to pick it up")
+        },
+    );
+    assert!(said.contains("withdrawn"), "{said}");
+    assert_nothing_left(&aws);
 }
 
 #[test]
