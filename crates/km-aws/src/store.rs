@@ -296,6 +296,17 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// The record an item holds, or an error naming the item and how to remove it.
+    fn readable(&self, item: &Item) -> Result<SandboxRecord, StoreError> {
+        record_of(item).ok_or_else(|| {
+            let key = text(item, "pk").unwrap_or_default();
+            StoreError::Backend(format!(
+                "the record {key} in table {} is not one km can read; repair it, or remove it: aws dynamodb delete-item --table-name {} --key '{{\"pk\":{{\"S\":\"{key}\"}}}}'",
+                self.table, self.table
+            ))
+        })
+    }
+
     fn delete_of(&self, key: String) -> Result<TransactWriteItem, StoreError> {
         let delete = Delete::builder()
             .table_name(&self.table)
@@ -415,7 +426,9 @@ impl SandboxStore for DynamoStore {
     }
 
     fn get(&self, id: &SandboxId) -> Result<Option<SandboxRecord>, StoreError> {
-        Ok(self.get_item(sandbox_key(id))?.as_ref().and_then(record_of))
+        self.get_item(sandbox_key(id))?
+            .map(|item| self.readable(&item))
+            .transpose()
     }
 
     fn get_by_alias(&self, alias: &Alias) -> Result<Option<SandboxRecord>, StoreError> {
@@ -442,7 +455,11 @@ impl SandboxStore for DynamoStore {
                     .await
                     .map_err(|e| backend(AwsFailure::from_sdk(e)))
             })?;
-            records.extend(page.items().iter().filter_map(record_of));
+            // A record km cannot read fails the listing, as in SQLite: dropping it would hide
+            // a sandbox that still costs money.
+            for item in page.items() {
+                records.push(self.readable(item)?);
+            }
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => break,
