@@ -921,14 +921,10 @@ fn create(
             .collect::<Vec<_>>()
             .join("; ")
     })?;
-    #[cfg(not(feature = "manager-without-vscode-key"))]
     let public_line = request.vscode_ssh_pub_key.clone();
-    #[cfg(not(feature = "manager-without-vscode-key"))]
     if let Some(line) = &public_line {
         single_key_line(line).map_err(|why| format!("{VSCODE_KEY_FIELD} was refused: {why}"))?;
     }
-    #[cfg(feature = "manager-without-vscode-key")]
-    let public_line = None;
     let plan = Plan {
         id: &request.sandbox_id,
         alias: request.alias.as_ref(),

@@ -106,14 +106,12 @@ pub(crate) struct CreateRequest {
     /// Where the operator read the profile from, for the record.
     pub(crate) profile_path: String,
     /// The operator's public key line, when the profile enables VS Code.
-    #[cfg(not(feature = "manager-without-vscode-key"))]
     #[serde(rename = "VSCodeSSHPubKey")]
     pub(crate) vscode_ssh_pub_key: Option<String>,
 }
 
 impl CreateRequest {
     /// The fields this build decodes (kept equal to the struct by a unit test).
-    #[cfg(not(feature = "manager-without-vscode-key"))]
     pub(crate) const FIELDS: &'static [&'static str] = &[
         "request_id",
         "sandbox_id",
@@ -121,15 +119,6 @@ impl CreateRequest {
         "profile",
         "profile_path",
         VSCODE_KEY_FIELD,
-    ];
-    /// The fields this build decodes: a manager from before km sent the operator's key.
-    #[cfg(feature = "manager-without-vscode-key")]
-    pub(crate) const FIELDS: &'static [&'static str] = &[
-        "request_id",
-        "sandbox_id",
-        "alias",
-        "profile",
-        "profile_path",
     ];
 }
 
@@ -196,7 +185,6 @@ mod tests {
             alias: None,
             profile: String::new(),
             profile_path: String::new(),
-            #[cfg(not(feature = "manager-without-vscode-key"))]
             vscode_ssh_pub_key: None,
         };
         let value = serde_json::to_value(&request).unwrap();

@@ -35,28 +35,6 @@ fn create_remote(env: &TestEnv, extra: &[&str]) -> std::process::Output {
     env.run(&args)
 }
 
-/// A km built from this source with the manager as it was before requests carried
-/// VSCodeSSHPubKey (the `manager-without-vscode-key` feature), in a target directory of its own.
-fn older_km() -> PathBuf {
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/older-manager");
-    let built = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "km",
-            "--features",
-            "manager-without-vscode-key",
-            "--target-dir",
-        ])
-        .arg(&target)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(built.success(), "building the older manager failed");
-    target.join("debug/km")
-}
-
 #[test]
 fn create_remote_refuses_a_missing_or_stale_manager_before_making_anything() {
     let env = TestEnv::new();
@@ -99,18 +77,20 @@ fn create_remote_refuses_a_missing_or_stale_manager_before_making_anything() {
 }
 
 #[test]
-fn an_older_manager_binary_is_refused_and_rejects_the_field_it_does_not_know() {
+fn a_stale_manager_is_named_everywhere_and_a_field_it_does_not_know_fails_the_request() {
     let env = TestEnv::new();
-    let older = older_km();
-    // The older build installs itself, as `km init --sidecars` of an older km would.
-    let installed = Command::new(&older)
-        .args(["init", "--sidecars"])
-        .env_clear()
-        .env("HOME", env.home())
-        .env("PATH", std::env::var("PATH").unwrap())
-        .output()
-        .unwrap();
-    assert!(installed.status.success(), "{installed:?}");
+    assert!(env.run(&["init", "--sidecars"]).status.success());
+    // What an older km installed: a manifest without the field (the manifest is what km reads
+    // of an installed manager; the request a manager decodes is checked below).
+    let manifest = platform_dir(&env).join("manifest.json");
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    value["request_fields"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f != "VSCodeSSHPubKey");
+    value["build_id"] = serde_json::json!("sha256:0123456789abcdef");
+    std::fs::write(&manifest, serde_json::to_vec(&value).unwrap()).unwrap();
     let said = String::from_utf8(env.run(&["init"]).stderr).unwrap();
     assert!(
         said.contains("does not know VSCodeSSHPubKey") && said.contains("km init --sidecars"),
@@ -136,7 +116,8 @@ fn an_older_manager_binary_is_refused_and_rejects_the_field_it_does_not_know() {
     assert!(stderr.contains("does not know VSCodeSSHPubKey"), "{stderr}");
     assert_nothing_made(&env);
 
-    // Handed a request anyway, the older manager refuses it, naming the field, and makes nothing.
+    // Handed a request that carries a field it does not know (as a newer km's would), the
+    // manager refuses it, naming the field, and makes nothing.
     let queue = platform_dir(&env).join("queue");
     let request_id = "create-sb-0123abcd-1";
     std::fs::write(
@@ -147,7 +128,8 @@ fn an_older_manager_binary_is_refused_and_rejects_the_field_it_does_not_know() {
             "alias": null,
             "profile": "apiVersion: klankermaker.ai/v1alpha1\nkind: SandboxProfile\nmetadata:\n  name: x\n",
             "profile_path": "/x.yaml",
-            "VSCodeSSHPubKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG1vcmU km-sb-0123abcd:op",
+            "VSCodeSSHPubKey": null,
+            "VSCodeExtensions": ["rust-lang.rust-analyzer"],
         }))
         .unwrap(),
     )
@@ -158,7 +140,7 @@ fn an_older_manager_binary_is_refused_and_rejects_the_field_it_does_not_know() {
         outcome["error"]
             .as_str()
             .unwrap()
-            .contains("unknown field `VSCodeSSHPubKey`"),
+            .contains("unknown field `VSCodeExtensions`"),
         "{outcome}"
     );
     assert!(env.list_json().is_empty());
