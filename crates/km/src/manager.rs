@@ -593,12 +593,22 @@ pub(crate) fn create_remote(
         };
         return Err(error.hint(format!("see {}", layout.log().display())));
     }
+    created_remotely(context, &id, profile)
+}
+
+/// After a manager reported `id` made: its host key is pinned here (read over the platform's
+/// command channel), and the operator is told what comes next.
+pub(crate) fn created_remotely(
+    context: &Context,
+    id: &SandboxId,
+    profile: &Profile,
+) -> CommandResult<ExitCode> {
     ui::status(&format!(
         "✓ Sandbox {id} created by the management component"
     ));
     if profile.vscode_enabled {
         let store = platforms::open_store(context)?;
-        let record = store.get(&id)?.ok_or_else(|| {
+        let record = store.get(id)?.ok_or_else(|| {
             CommandError::user(format!(
                 "the management component reported {id} made, but it has no record"
             ))

@@ -18,7 +18,6 @@ use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::interrupts::{INTERRUPTED_EXIT, Interrupts};
 use crate::ops::operator_state::forget_operator_state;
-use crate::platforms;
 use crate::ui;
 
 /// How long a request may wait for the function to pick it up, unless
@@ -295,24 +294,7 @@ pub(crate) fn create_remote(
             .cause(item.error.unwrap_or_else(|| "no reason given".into()));
         return Err(not_made(context, &id, error).hint(format!("its log: {}", manager.logs())));
     }
-    ui::status(&format!(
-        "✓ Sandbox {id} created by the management component"
-    ));
-    if profile.vscode_enabled {
-        let store = platforms::open_store(context)?;
-        let record = store.get(&id)?.ok_or_else(|| {
-            CommandError::user(format!(
-                "the management component reported {id} made, but it has no record"
-            ))
-            .hint("km list")
-        })?;
-        crate::ops::probe::pin_from_sandbox(context, &record)?;
-    }
-    ui::data(id.as_str());
-    if profile.vscode_enabled {
-        ui::status(&format!("next: km vscode start {id}"));
-    }
-    Ok(ExitCode::SUCCESS)
+    crate::manager::created_remotely(context, &id, profile)
 }
 
 /// `km destroy --remote` on AWS: the Lambda manager destroys; this machine's keys, Host entry
