@@ -15,3 +15,4 @@ pub mod record;
 pub mod remote_script;
 pub mod ssh_config;
 pub mod userdata;
+pub mod vscode_server;

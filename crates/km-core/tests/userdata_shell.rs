@@ -8,6 +8,7 @@ use km_core::remote_script::{
     install_key_script, parse_readback, parse_revoke, probe_script, revoke_key_script,
 };
 use km_core::userdata::{Target, UserData};
+use km_core::vscode_server;
 
 fn variants() -> Vec<(String, String)> {
     let line = KeyPair::generate("km-sb-0123abcd")
@@ -99,8 +100,18 @@ fn remote_scripts() -> Vec<(String, String)> {
                 "\"$(cat \"$KM_ROOT/run/agent.pid\")\"",
             ),
         ),
+        (
+            "vscode server survey".into(),
+            vscode_server::survey_script(&COMMIT.parse().unwrap()),
+        ),
+        (
+            "vscode server placement".into(),
+            vscode_server::place_script(&COMMIT.parse().unwrap(), vscode_server::Arch::X64),
+        ),
     ]
 }
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 #[test]
 fn every_remote_script_parses_and_passes_shellcheck() {

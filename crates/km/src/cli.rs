@@ -239,6 +239,28 @@ pub(crate) enum VscodeCommand {
     /// Remove every line of one key (by SHA256 fingerprint or operator name) and end this
     /// sandbox's sessions that used it
     Revoke(VscodeRevokeArgs),
+    /// Put the VS Code server matching your editor into the sandbox over km's channel, for
+    /// sandboxes that cannot download it (from --from FILE or ~/.km/cache/vscode-server/)
+    Server(VscodeServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VscodeServerArgs {
+    /// The sandbox: ID, alias or list number
+    #[arg(add = ArgValueCandidates::new(crate::sandbox_candidates::sandbox_candidates))]
+    pub(crate) sandbox: String,
+    /// The VS Code commit (default: the second line of `<editor> --version`)
+    #[arg(long)]
+    pub(crate) commit: Option<km_core::vscode_server::Commit>,
+    /// The server tarball (default: ~/.km/cache/vscode-server/vscode-server-linux-<arch>-<commit>.tar.gz)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) from: Option<std::path::PathBuf>,
+    /// The server's architecture, x64 or arm64 (default: the sandbox's)
+    #[arg(long)]
+    pub(crate) arch: Option<km_core::vscode_server::Arch>,
+    /// The editor whose commit to match
+    #[arg(long, default_value = "code")]
+    pub(crate) editor: String,
 }
 
 #[derive(Debug, Args)]
@@ -275,6 +297,10 @@ pub(crate) struct VscodeStartArgs {
     /// terminal stays open, no port can collide, and each connection starts km only briefly
     #[arg(long, conflicts_with = "local_port")]
     pub(crate) proxy: bool,
+    /// First put the VS Code server matching `code --version` into the sandbox over km's
+    /// channel (for sandboxes without internet; see `km vscode server`)
+    #[arg(long)]
+    pub(crate) place_server: bool,
 }
 
 #[derive(Debug, Args)]
@@ -288,6 +314,10 @@ pub(crate) struct VscodeOpenArgs {
     /// The editor to launch: `code`, or another Remote-SSH-capable one on PATH
     #[arg(long, default_value = "code")]
     pub(crate) editor: String,
+    /// First put the VS Code server matching the editor into the sandbox over km's channel
+    /// (for sandboxes without internet; see `km vscode server`)
+    #[arg(long)]
+    pub(crate) place_server: bool,
 }
 
 #[derive(Debug, Args)]

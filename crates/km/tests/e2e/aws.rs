@@ -1330,6 +1330,47 @@ fn a_session_to_a_stopped_sshd_ends_at_once_and_status_names_the_fix() {
 }
 
 #[test]
+fn the_vscode_server_is_placed_in_an_ec2_sandbox_over_its_ssm_session() {
+    let aws = Aws::new();
+    let id = aws.create(None);
+    let commit = "5555555555555555555555555555555555555555";
+    let arch = if std::env::consts::ARCH == "aarch64" {
+        "arm64"
+    } else {
+        "x64"
+    };
+    let tarball = crate::vscode_server::stand_in(aws.env.home(), "server", arch, commit);
+    let placed = aws.run(&[
+        "vscode",
+        "server",
+        &id,
+        "--commit",
+        commit,
+        "--from",
+        tarball.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&placed.stderr);
+    assert!(
+        placed.status.success() && said.contains("placed in"),
+        "{said}"
+    );
+    let seen = aws.ok(&[
+        "shell",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        &format!("~/.vscode-server/bin/{commit}/bin/code-server; ls ~/.vscode-server/cli/servers"),
+    ]);
+    assert!(
+        seen.contains(&format!("stand-in server {commit}"))
+            && seen.contains(&format!("Stable-{commit}")),
+        "{seen}"
+    );
+    aws.ok(&["destroy", &id, "--yes"]);
+}
+
+#[test]
 fn an_instance_profile_given_by_arn_is_launched_with_by_arn() {
     let aws = Aws::new();
     let arn = format!(

@@ -13,3 +13,4 @@ mod revoke;
 mod shell;
 mod support;
 mod vscode;
+mod vscode_server;

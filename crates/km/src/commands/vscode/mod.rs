@@ -1,9 +1,10 @@
-//! `km vscode start | status | rekey`, and the checks they share.
+//! `km vscode start | status | rekey | open | keys | revoke | server`, and the checks they share.
 
 mod keys;
 mod open;
 mod rekey;
 mod revoke;
+mod server;
 mod start;
 mod status;
 
@@ -29,6 +30,7 @@ pub(crate) fn dispatch(context: &Context, command: VscodeCommand) -> CommandResu
         VscodeCommand::Open(args) => open::run(context, &args),
         VscodeCommand::Keys(args) => keys::run(context, &args),
         VscodeCommand::Revoke(args) => revoke::run(context, &args),
+        VscodeCommand::Server(args) => server::run(context, &args),
     }
 }
 

@@ -1,0 +1,241 @@
+//! `km vscode server`: puts the VS Code server into a sandbox that cannot download it, over km's
+//! own channel (ssh through `km proxy`), matched to the operator's editor. The tarball comes
+//! from this machine (`--from`, or km's cache); nothing is downloaded inside the sandbox.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+
+use km_core::platform::Platform;
+use km_core::record::SandboxRecord;
+use km_core::userdata::shell_quote;
+use km_core::vscode_server::{
+    Arch, Commit, Refusal, download_url, parse_survey, place_script, survey_script, tarball_name,
+};
+
+use crate::cli::VscodeServerArgs;
+use crate::context::Context;
+use crate::error::{CommandError, CommandResult, io_at};
+use crate::platforms;
+use crate::ssh_client::ssh_command;
+use crate::ui;
+
+use super::{ready_for_ssh, require_enabled};
+
+/// Unpacked, a server takes about three times its tarball; placed in both layouts, twice that.
+const SPACE_PER_TARBALL_BYTE: u64 = 7;
+
+/// Which server to place, and from where.
+pub(crate) struct Wanted {
+    pub(crate) commit: Option<Commit>,
+    pub(crate) from: Option<PathBuf>,
+    pub(crate) arch: Option<Arch>,
+    pub(crate) editor: String,
+}
+
+impl Wanted {
+    /// The server matching `editor`, from km's cache.
+    pub(crate) fn of_editor(editor: &str) -> Self {
+        Self {
+            commit: None,
+            from: None,
+            arch: None,
+            editor: editor.to_owned(),
+        }
+    }
+}
+
+pub(crate) fn run(context: &Context, args: &VscodeServerArgs) -> CommandResult<ExitCode> {
+    let store = platforms::open_store(context)?;
+    let record = context.resolve(store.as_ref(), &args.sandbox)?;
+    require_enabled(&record)?;
+    let platform = platforms::platform_for(context, &record)?;
+    ready_for_ssh(context, store.as_ref(), platform.as_ref(), &record)?;
+    let wanted = Wanted {
+        commit: args.commit.clone(),
+        from: args.from.clone(),
+        arch: args.arch,
+        editor: args.editor.clone(),
+    };
+    place(context, platform.as_ref(), &record, &wanted)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The commit of the operator's editor: the second line of `<editor> --version`.
+fn editor_commit(editor: &str) -> CommandResult<Commit> {
+    let output = Command::new(editor)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            CommandError::user(format!("cannot run `{editor} --version` to learn its commit"))
+                .cause(e)
+                .hint("name the commit: km vscode server <sb> --commit <40 hex digits> (Help → About in VS Code)")
+        })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .nth(1)
+        .unwrap_or_default()
+        .parse()
+        .map_err(|why: String| {
+            CommandError::user(format!("`{editor} --version` did not name a commit"))
+                .cause(why)
+                .hint("name the commit: km vscode server <sb> --commit <40 hex digits>")
+        })
+}
+
+/// Runs `script` in the sandbox over ssh, with `stdin`.
+fn over_ssh(
+    context: &Context,
+    platform: &dyn Platform,
+    record: &SandboxRecord,
+    script: &str,
+    stdin: Stdio,
+) -> CommandResult<std::process::Output> {
+    let id = &record.id;
+    let mut ssh = ssh_command(
+        context,
+        id,
+        &context.paths.private_key(id),
+        &platform.login_user(),
+    )
+    .map_err(|e| CommandError::user(format!("cannot build the ssh command for {id}")).cause(e))?;
+    ssh.args(["-T", "-o", "BatchMode=yes"])
+        .arg(id.host_alias())
+        .arg(format!("sh -c {}", shell_quote(script)))
+        .stdin(stdin)
+        .output()
+        .map_err(|e| CommandError::user("cannot run ssh").cause(e))
+}
+
+/// Places the server `wanted` names in the sandbox, unless it is there already.
+pub(crate) fn place(
+    context: &Context,
+    platform: &dyn Platform,
+    record: &SandboxRecord,
+    wanted: &Wanted,
+) -> CommandResult<()> {
+    let id = &record.id;
+    let commit = match &wanted.commit {
+        Some(commit) => commit.clone(),
+        None => editor_commit(&wanted.editor)?,
+    };
+    let short = &commit.to_string()[..12];
+    let surveyed = over_ssh(
+        context,
+        platform,
+        record,
+        &survey_script(&commit),
+        Stdio::null(),
+    )?;
+    let survey = parse_survey(&String::from_utf8_lossy(&surveyed.stdout)).ok_or_else(|| {
+        CommandError::user(format!("cannot look into sandbox {id} over ssh"))
+            .cause(String::from_utf8_lossy(&surveyed.stderr).trim().to_owned())
+            .hint(format!("km vscode status {id}"))
+    })?;
+    if survey.present {
+        ui::status(&format!(
+            "✓ VS Code server {short} is already in place in {id}"
+        ));
+        return Ok(());
+    }
+    let arch = match wanted.arch {
+        Some(arch) => arch,
+        None => Arch::of_machine(&survey.machine).ok_or_else(|| {
+            CommandError::user(format!(
+                "sandbox {id} runs {}, for which VS Code publishes no server",
+                survey.machine
+            ))
+        })?,
+    };
+    let cache = context
+        .paths
+        .km_dir()
+        .join("cache/vscode-server")
+        .join(tarball_name(&commit, arch));
+    let tarball = wanted.from.clone().unwrap_or(cache.clone());
+    let size = match std::fs::metadata(&tarball) {
+        Ok(meta) => meta.len(),
+        Err(_) if wanted.from.is_none() => {
+            return Err(CommandError::user(format!(
+                "no VS Code server {short} for linux-{} on this machine (looked for {})",
+                arch.as_str(),
+                cache.display()
+            ))
+            .cause("km never downloads inside the sandbox: the server comes from this machine")
+            .hint(format!(
+                "mkdir -p {} && curl -fL -o {} {}, then run this again (or pass --from FILE)",
+                shell_quote(&cache.parent().unwrap_or(&cache).display().to_string()),
+                shell_quote(&cache.display().to_string()),
+                download_url(&commit, arch)
+            )));
+        }
+        Err(e) => return Err(io_at(&tarball)(e)),
+    };
+    let need_kib = size * SPACE_PER_TARBALL_BYTE / 1024;
+    if survey.free_kib < need_kib {
+        return Err(CommandError::user(format!(
+            "sandbox {id} has {} MB free in its home; placing the server needs about {} MB",
+            survey.free_kib / 1024,
+            need_kib / 1024
+        ))
+        .hint(format!(
+            "free space in the sandbox (km shell {id} -- du -sh .vscode-server workspace), then run this again"
+        )));
+    }
+    let file = File::open(&tarball).map_err(io_at(&tarball))?;
+    let placed = {
+        let _spinner = ui::Spinner::start(&format!(
+            "placing VS Code server {short} ({} MB) in {id}",
+            size / (1024 * 1024)
+        ));
+        over_ssh(
+            context,
+            platform,
+            record,
+            &place_script(&commit, arch),
+            Stdio::from(file),
+        )?
+    };
+    let stdout = String::from_utf8_lossy(&placed.stdout);
+    if placed.status.success() && stdout.lines().any(|l| l == "placed") {
+        ui::status(&format!(
+            "✓ VS Code server {short} (linux-{}) placed in {id}: ~/.vscode-server/bin/{commit} and ~/.vscode-server/cli/servers/Stable-{commit}/server",
+            arch.as_str()
+        ));
+        return Ok(());
+    }
+    let found = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("found="))
+        .unwrap_or("?")
+        .to_owned();
+    let from = tarball.display();
+    let error = match placed.status.code().and_then(Refusal::of_status) {
+        Some(Refusal::Unreadable) => {
+            CommandError::user(format!("{from} is not a readable .tar.gz"))
+        }
+        Some(Refusal::NotAServer) => {
+            CommandError::user(format!("{from} holds no VS Code server (no product.json)"))
+        }
+        Some(Refusal::OtherCommit) => {
+            CommandError::user(format!("{from} is VS Code server {found}, not {commit}"))
+        }
+        Some(Refusal::OtherArch) => CommandError::user(format!(
+            "{from} is {found}, not the linux-{} server sandbox {id} needs",
+            arch.as_str()
+        )),
+        None => {
+            return Err(
+                CommandError::user(format!("placing the VS Code server in {id} failed"))
+                    .cause(String::from_utf8_lossy(&placed.stderr).trim().to_owned())
+                    .hint(format!("km vscode status {id}")),
+            );
+        }
+    };
+    Err(error.cause("nothing was placed").hint(format!(
+        "fetch the right one: curl -fL -o {} {}",
+        shell_quote(&cache.display().to_string()),
+        download_url(&commit, arch)
+    )))
+}
