@@ -4,7 +4,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -123,9 +123,80 @@ impl Drop for Spinner {
     }
 }
 
+/// How far a transfer of `total` bytes has come, as one line.
+fn progress_line(label: &str, done: u64, total: u64) -> String {
+    const MB: u64 = 1024 * 1024;
+    let percent = (done * 100).checked_div(total).unwrap_or(100).min(100);
+    format!(
+        "{label}: {} / {} MB ({percent} %)",
+        done.div_ceil(MB).min(total.div_ceil(MB)),
+        total.div_ceil(MB)
+    )
+}
+
+/// A progress line on stderr for a transfer of known size, fed through [`Progress::counter`];
+/// silent when stderr is not a terminal.
+pub(crate) struct Progress {
+    done: Arc<AtomicU64>,
+    running: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    pub(crate) fn start(label: &str, total: u64) -> Self {
+        let done = Arc::new(AtomicU64::new(0));
+        let running = Arc::new(AtomicBool::new(true));
+        let handle = std::io::stderr().is_terminal().then(|| {
+            let (done, running) = (Arc::clone(&done), Arc::clone(&running));
+            let label = label.to_owned();
+            thread::spawn(move || {
+                while running.load(Ordering::Relaxed) {
+                    let line = progress_line(&label, done.load(Ordering::Relaxed), total);
+                    eprint!("\r\x1b[2K{line}");
+                    thread::sleep(Duration::from_millis(200));
+                }
+                eprint!("\r\x1b[2K");
+            })
+        });
+        Self {
+            done,
+            running,
+            handle,
+        }
+    }
+
+    /// What the transfer adds its bytes to.
+    pub(crate) fn counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.done)
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_counts_whole_megabytes_and_percent() {
+        let mb = 1024 * 1024;
+        assert_eq!(
+            progress_line("placing", 30 * mb, 60 * mb),
+            "placing: 30 / 60 MB (50 %)"
+        );
+        assert_eq!(progress_line("placing", 0, 0), "placing: 0 / 0 MB (100 %)");
+        assert_eq!(
+            progress_line("placing", 1, 3 * mb),
+            "placing: 1 / 3 MB (0 %)"
+        );
+    }
 
     #[test]
     fn control_characters_are_escaped_and_plain_text_is_kept() {

@@ -84,14 +84,13 @@ fn editor_commit(editor: &str) -> CommandResult<Commit> {
         })
 }
 
-/// Runs `script` in the sandbox over ssh, with `stdin`.
-fn over_ssh(
+/// The ssh command that runs `script` in the sandbox.
+fn ssh_to(
     context: &Context,
     platform: &dyn Platform,
     record: &SandboxRecord,
     script: &str,
-    stdin: Stdio,
-) -> CommandResult<std::process::Output> {
+) -> CommandResult<Command> {
     let id = &record.id;
     let mut ssh = ssh_command(
         context,
@@ -102,10 +101,57 @@ fn over_ssh(
     .map_err(|e| CommandError::user(format!("cannot build the ssh command for {id}")).cause(e))?;
     ssh.args(["-T", "-o", "BatchMode=yes"])
         .arg(id.host_alias())
-        .arg(format!("sh -c {}", shell_quote(script)))
-        .stdin(stdin)
+        .arg(format!("sh -c {}", shell_quote(script)));
+    Ok(ssh)
+}
+
+/// Runs `script` in the sandbox over ssh, with nothing on its stdin.
+fn over_ssh(
+    context: &Context,
+    platform: &dyn Platform,
+    record: &SandboxRecord,
+    script: &str,
+) -> CommandResult<std::process::Output> {
+    ssh_to(context, platform, record, script)?
+        .stdin(Stdio::null())
         .output()
         .map_err(|e| CommandError::user("cannot run ssh").cause(e))
+}
+
+/// Runs `script` in the sandbox with `file` on its stdin, counting the bytes sent on
+/// `progress`. A script that stops reading early (a refusal) ends the copy, not the command.
+fn send(
+    context: &Context,
+    platform: &dyn Platform,
+    record: &SandboxRecord,
+    script: &str,
+    mut file: File,
+    progress: &ui::Progress,
+) -> CommandResult<std::process::Output> {
+    use std::io::{Read, Write};
+    let mut child = ssh_to(context, platform, record, script)?
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| CommandError::user("cannot run ssh").cause(e))?;
+    let mut stdin = child.stdin.take();
+    let counter = progress.counter();
+    let copier = std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 256 * 1024];
+        while let (Ok(read @ 1..), Some(pipe)) = (file.read(&mut buffer), stdin.as_mut()) {
+            if pipe.write_all(&buffer[..read]).is_err() {
+                break;
+            }
+            counter.fetch_add(read as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        // Dropping stdin here tells the sandbox the tarball is complete.
+    });
+    let output = child
+        .wait_with_output()
+        .map_err(|e| CommandError::user("lost track of ssh").cause(e))?;
+    let _ = copier.join();
+    Ok(output)
 }
 
 /// Places the server `wanted` names in the sandbox, unless it is there already.
@@ -121,13 +167,7 @@ pub(crate) fn place(
         None => editor_commit(&wanted.editor)?,
     };
     let short = &commit.to_string()[..12];
-    let surveyed = over_ssh(
-        context,
-        platform,
-        record,
-        &survey_script(&commit),
-        Stdio::null(),
-    )?;
+    let surveyed = over_ssh(context, platform, record, &survey_script(&commit))?;
     let survey = parse_survey(&String::from_utf8_lossy(&surveyed.stdout)).ok_or_else(|| {
         CommandError::user(format!("cannot look into sandbox {id} over ssh"))
             .cause(String::from_utf8_lossy(&surveyed.stderr).trim().to_owned())
@@ -184,19 +224,14 @@ pub(crate) fn place(
         )));
     }
     let file = File::open(&tarball).map_err(io_at(&tarball))?;
-    let placed = {
-        let _spinner = ui::Spinner::start(&format!(
-            "placing VS Code server {short} ({} MB) in {id}",
-            size / (1024 * 1024)
-        ));
-        over_ssh(
-            context,
-            platform,
-            record,
-            &place_script(&commit, arch),
-            Stdio::from(file),
-        )?
-    };
+    let placed = send(
+        context,
+        platform,
+        record,
+        &place_script(&commit, arch),
+        file,
+        &ui::Progress::start(&format!("placing VS Code server {short} in {id}"), size),
+    )?;
     let stdout = String::from_utf8_lossy(&placed.stdout);
     if placed.status.success() && stdout.lines().any(|l| l == "placed") {
         ui::status(&format!(
