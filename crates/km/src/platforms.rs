@@ -206,6 +206,25 @@ pub(crate) fn aws_stale_requests(
     aws::stale_requests(context, fix)
 }
 
+/// A create request the AWS platform's manager has not made a record for yet, for `km list`.
+pub(crate) struct PendingCreate {
+    pub(crate) sandbox: String,
+    /// `queued`, or `starting` once a manager has taken it (the sandbox's own word for that).
+    pub(crate) state: &'static str,
+    pub(crate) requested_by: Option<String>,
+    /// Epoch seconds.
+    pub(crate) queued_at: Option<u64>,
+}
+
+/// Create requests queued for, or taken by, the AWS platform's manager (none when this
+/// machine does not use AWS, has no manager, or the requests cannot be read).
+pub(crate) fn aws_pending_create_requests(context: &Context) -> Vec<PendingCreate> {
+    if !uses_aws(context).unwrap_or(false) {
+        return Vec::new();
+    }
+    aws::pending_create_requests(context)
+}
+
 /// The AWS platform's settings as the SDK side takes them.
 #[cfg(feature = "aws")]
 pub(crate) fn aws_sdk_settings(settings: &crate::settings::AwsSettings) -> km_aws::AwsSettings {
@@ -273,6 +292,10 @@ mod aws {
         _fix: bool,
     ) -> Result<Vec<super::StaleRequest>, String> {
         Ok(Vec::new())
+    }
+
+    pub(super) fn pending_create_requests(_context: &Context) -> Vec<super::PendingCreate> {
+        Vec::new()
     }
 
     pub(super) fn create_remote(
@@ -648,6 +671,31 @@ mod aws {
             return Ok(Vec::new());
         }
         crate::manager_hand_off::stale_requests(context, &sdk_settings(&settings), fix)
+    }
+
+    pub(super) fn pending_create_requests(context: &Context) -> Vec<super::PendingCreate> {
+        let Ok(settings) = saved(context) else {
+            return Vec::new();
+        };
+        if manager_target(&settings).is_none() {
+            return Vec::new();
+        }
+        let unfinished = km_aws::RequestTable::open(&sdk_settings(&settings))
+            .and_then(|requests| requests.unfinished());
+        unfinished
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|item| item.kind == "create")
+            .map(|item| super::PendingCreate {
+                sandbox: item.sandbox_id,
+                state: match item.state {
+                    km_aws::RequestState::Queued => "queued",
+                    _ => "starting",
+                },
+                requested_by: item.requested_by,
+                queued_at: item.queued_at,
+            })
+            .collect()
     }
 
     /// Where requests go: the function, its configuration, and the table of request items.

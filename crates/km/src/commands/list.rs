@@ -84,8 +84,13 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
             (record, status)
         })
         .collect();
+    // Remote creates whose record the manager has not written yet: shown, never hidden.
+    let pending: Vec<platforms::PendingCreate> = platforms::aws_pending_create_requests(context)
+        .into_iter()
+        .filter(|p| !rows.iter().any(|(r, _)| r.id.as_str() == p.sandbox))
+        .collect();
     if args.json {
-        let items: Vec<serde_json::Value> = rows
+        let mut items: Vec<serde_json::Value> = rows
             .iter()
             .map(|(record, status)| {
                 serde_json::json!({
@@ -104,6 +109,15 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
                 })
             })
             .collect();
+        items.extend(pending.iter().map(|p| {
+            serde_json::json!({
+                "number": null,
+                "id": p.sandbox,
+                "status": p.state,
+                "requested_by": p.requested_by,
+                "platform": "aws",
+            })
+        }));
         ui::data(&serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into()));
         return Ok(ExitCode::SUCCESS);
     }
@@ -134,6 +148,21 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
             ui::printable(&record.platform),
             ui::printable(&record.profile),
             age(now.saturating_sub(record.created_at)),
+        ));
+    }
+    for request in &pending {
+        out.push_str(&format!(
+            "{:<4} {:<22} {:<20} {:<9} {:<8} {:<14} {:>5}  (create requested by {}; the management function has not made it yet)\n",
+            "-",
+            ui::printable(&request.sandbox),
+            "-",
+            request.state,
+            "aws",
+            "-",
+            request
+                .queued_at
+                .map_or_else(|| "?".to_owned(), |at| age(now.saturating_sub(at))),
+            ui::printable(request.requested_by.as_deref().unwrap_or("?")),
         ));
     }
     ui::data(out.trim_end());

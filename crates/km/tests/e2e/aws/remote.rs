@@ -232,6 +232,16 @@ fn remote_creates_that_cannot_finish_leave_nothing_behind_and_say_why() {
         .trim()
         .to_owned();
     assert_eq!(request_items(&aws).len(), 1);
+    // km list shows it, queued, before any record exists.
+    let listed = aws.list();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["status"], "queued");
+    let table = aws.ok(&["list"]);
+    assert!(
+        table.contains(&id) && table.contains("the management function has not made it yet"),
+        "{table}"
+    );
     let doctor = aws.run(&["doctor", "--fix"]);
     let said = String::from_utf8_lossy(&doctor.stdout).into_owned()
         + &String::from_utf8_lossy(&doctor.stderr);
