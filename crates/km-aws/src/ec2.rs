@@ -111,12 +111,19 @@ fn instance_profile_spec(profile: &str) -> IamInstanceProfileSpecification {
     }
 }
 
+/// Expired or missing credentials stay that kind of error, whatever was being done.
 fn boot(failure: AwsFailure) -> PlatformError {
-    PlatformError::Boot(failure.to_string())
+    match failure {
+        AwsFailure::Credentials(_) => PlatformError::Credentials(failure.to_string()),
+        other => PlatformError::Boot(other.to_string()),
+    }
 }
 
 fn channel(failure: AwsFailure) -> PlatformError {
-    PlatformError::Channel(failure.to_string())
+    match failure {
+        AwsFailure::Credentials(_) => PlatformError::Credentials(failure.to_string()),
+        other => PlatformError::Channel(other.to_string()),
+    }
 }
 
 impl Ec2Platform {

@@ -43,7 +43,10 @@ pub enum TableSetup {
 }
 
 fn backend(failure: AwsFailure) -> StoreError {
-    StoreError::Backend(failure.to_string())
+    match failure {
+        AwsFailure::Credentials(_) => StoreError::Credentials(failure.to_string()),
+        other => StoreError::Backend(other.to_string()),
+    }
 }
 
 fn s(text: impl Into<String>) -> AttributeValue {

@@ -137,6 +137,9 @@ pub enum StoreError {
         /// The sandboxes it names, with their platforms.
         candidates: String,
     },
+    /// The store's credentials are missing or expired (a shared store in a cloud).
+    #[error("state store: {0}")]
+    Credentials(String),
     /// The database failed.
     #[error("state store: {0}")]
     Backend(String),

@@ -3,13 +3,42 @@
 use km_core::platform::PlatformError;
 use km_core::record::StoreError;
 
+/// What kind of failure, as scripts tell them apart: each has its own exit status (the table
+/// is in docs/vscode.md; 2 is a usage error, from the argument parser).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// Anything else (exit 1).
+    Failed,
+    /// No sandbox matches what was named (exit 3).
+    NotFound,
+    /// The sandbox is stopped or does not answer (exit 4): `km resume` or a restart helps.
+    NotRunning,
+    /// The platform's credentials are missing or expired (exit 5): sign in again, retry.
+    Credentials,
+    /// Ctrl-C ended it (exit 130).
+    Interrupted,
+}
+
+impl ErrorKind {
+    /// The process exit status for this kind.
+    pub(crate) fn exit_code(self) -> u8 {
+        match self {
+            Self::Failed => 1,
+            Self::NotFound => 3,
+            Self::NotRunning => 4,
+            Self::Credentials => 5,
+            Self::Interrupted => crate::interrupts::INTERRUPTED_EXIT,
+        }
+    }
+}
+
 /// A failed command.
 #[derive(Debug)]
 pub(crate) struct CommandError {
+    pub(crate) kind: ErrorKind,
     pub(crate) message: String,
     pub(crate) causes: Vec<String>,
     pub(crate) hints: Vec<String>,
-    pub(crate) exit_code: u8,
 }
 
 pub(crate) type CommandResult<T> = Result<T, CommandError>;
@@ -17,11 +46,16 @@ pub(crate) type CommandResult<T> = Result<T, CommandError>;
 impl CommandError {
     /// A failure caused by the user's input or the sandbox's state (exit 1).
     pub(crate) fn user(message: impl Into<String>) -> Self {
+        Self::of(ErrorKind::Failed, message)
+    }
+
+    /// A failure of a kind scripts tell apart by its exit status.
+    pub(crate) fn of(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
+            kind,
             message: message.into(),
             causes: Vec::new(),
             hints: Vec::new(),
-            exit_code: 1,
         }
     }
 
@@ -53,7 +87,7 @@ impl CommandError {
     }
 
     pub(crate) fn exit_code(&self) -> u8 {
-        self.exit_code
+        self.kind.exit_code()
     }
 }
 
@@ -71,7 +105,12 @@ impl From<StoreError> for CommandError {
             )),
             _ => None,
         };
-        let mut out = Self::user(error.to_string());
+        let kind = match &error {
+            StoreError::NotFound { .. } => ErrorKind::NotFound,
+            StoreError::Credentials(_) => ErrorKind::Credentials,
+            _ => ErrorKind::Failed,
+        };
+        let mut out = Self::of(kind, error.to_string());
         if let Some(hint) = hint {
             out = out.hint(hint);
         }
@@ -82,13 +121,14 @@ impl From<StoreError> for CommandError {
 impl From<PlatformError> for CommandError {
     fn from(error: PlatformError) -> Self {
         match &error {
-            PlatformError::NotRunning(id) => {
-                Self::user(error.to_string()).hint(format!("start it with `km resume {id}`"))
+            PlatformError::NotRunning(id) => Self::of(ErrorKind::NotRunning, error.to_string())
+                .hint(format!("start it with `km resume {id}`")),
+            PlatformError::Unresponsive { id, .. } => {
+                Self::of(ErrorKind::NotRunning, error.to_string())
+                    .hint(format!("restart it: km stop {id} && km resume {id}"))
+                    .hint("or see what is wrong first: km doctor")
             }
-            PlatformError::Unresponsive { id, .. } => Self::user(error.to_string())
-                .hint(format!("restart it: km stop {id} && km resume {id}"))
-                .hint("or see what is wrong first: km doctor"),
-            PlatformError::Credentials(_) => Self::user(error.to_string())
+            PlatformError::Credentials(_) => Self::of(ErrorKind::Credentials, error.to_string())
                 .hint("sign in again (e.g. `aws sso login`, or set AWS_PROFILE), then run the same km command again"),
             _ => Self::user(error.to_string()),
         }

@@ -2,7 +2,8 @@
 //!
 //! `run` parses arguments, builds the [`context::Context`] from the environment once, dispatches
 //! to one file per command, and turns a [`error::CommandError`] into `error:`/`hint:` lines and
-//! an exit code (1 for failures, 2 for usage errors).
+//! the exit status of its kind (1 failed, 2 usage, 3 no such sandbox, 4 not running, 5
+//! credentials, 130 interrupted; the table is in docs/vscode.md).
 
 mod cli;
 mod commands;

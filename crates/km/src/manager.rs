@@ -19,7 +19,7 @@ use km_core::profile::{Profile, SearchPath, load_profile};
 use crate::cli::{CreateArgs, DestroyArgs};
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult, io_at};
-use crate::interrupts::{INTERRUPTED_EXIT, Interrupts};
+use crate::interrupts::Interrupts;
 pub(crate) use crate::manager_protocol::{
     CreateRequest, DestroyRequest, Manifest, Outcome, VSCODE_KEY_FIELD, build_id, difference,
 };
@@ -370,7 +370,7 @@ fn still_running(layout: &Layout, what: &str, gave_up: &GaveUp, follow: &str) ->
     .hint(follow.to_owned())
     .hint(format!("its log: {}", layout.log().display()));
     if matches!(gave_up, GaveUp::Interrupted) {
-        error.exit_code = INTERRUPTED_EXIT;
+        error.kind = crate::error::ErrorKind::Interrupted;
     }
     error
 }
@@ -390,7 +390,7 @@ fn withdrawn(layout: &Layout, what: &str, gave_up: &GaveUp, retry: &str) -> Comm
     ))
     .hint(retry.to_owned());
     if matches!(gave_up, GaveUp::Interrupted) {
-        error.exit_code = INTERRUPTED_EXIT;
+        error.kind = crate::error::ErrorKind::Interrupted;
     }
     error
 }

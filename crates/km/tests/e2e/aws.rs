@@ -164,6 +164,13 @@ impl Aws {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// Runs km, which must fail with exit status `code` (the table in docs/vscode.md).
+    fn fails_with(&self, code: i32, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert_eq!(output.status.code(), Some(code), "km {args:?}: {output:?}");
+        String::from_utf8(output.stderr).unwrap()
+    }
+
     fn fails(&self, args: &[&str]) -> String {
         let output = self.run(args);
         assert_eq!(output.status.code(), Some(1), "km {args:?}: {output:?}");
@@ -309,7 +316,7 @@ fn create_launches_a_tagged_instance_with_the_key_in_its_userdata_and_destroy_cl
     assert_eq!(aws.describe("us-east-1", &id)[0]["state"], "stopped");
     assert_eq!(aws.list()[0]["status"], "stopped");
     // SSM would hold a command for a stopped instance Pending: km refuses at once instead.
-    let refused = aws.fails(&["shell", "cloud-poc", "--", "true"]);
+    let refused = aws.fails_with(4, &["shell", "cloud-poc", "--", "true"]);
     assert!(
         refused.contains(&format!("sandbox {id} is not running"))
             && refused.contains(&format!("km resume {id}")),
@@ -718,7 +725,8 @@ fn ssm_failures_each_give_their_own_error_and_change_nothing() {
 
     aws.sim.clear_faults();
     aws.sim.fault("expired-credentials");
-    let stderr = aws.fails(&["shell", &id, "--", "true"]);
+    // Exit status 5: sign in again.
+    let stderr = aws.fails_with(5, &["shell", &id, "--", "true"]);
     assert!(stderr.contains("aws sso login"), "{stderr}");
     assert_unchanged(&aws, &id, &before);
 
@@ -857,7 +865,7 @@ fn missing_tools_truncated_output_interrupts_and_expired_logins_are_reported() {
     aws.sim.fault("expired-credentials");
     let _ = aws.ssh(&host).arg("true").output().unwrap();
     let (code, said) = tunnel.ended(Duration::from_secs(20));
-    assert_eq!(code, Some(1), "{said}");
+    assert_eq!(code, Some(5), "exit status 5: credentials; {said}");
     assert!(
         said.contains("credentials expired") && said.contains("aws sso login"),
         "{said}"
@@ -1406,7 +1414,7 @@ fn faults_on_every_protocol_are_reported_in_kms_words_and_change_nothing() {
     aws.sim.clear_faults();
     let id = aws.create(None);
     aws.sim.fault("expired-credentials ec2");
-    let stderr = aws.fails(&["stop", &id]);
+    let stderr = aws.fails_with(5, &["stop", &id]);
     assert!(
         stderr.contains("AWS credentials are missing or no longer valid")
             && stderr.contains("RequestExpired"),
@@ -1497,7 +1505,7 @@ fn a_local_sandbox_stays_on_its_machine_when_the_team_shares_a_table() {
     assert!(alice.ok(&["list"]).contains("PLATFORM"));
     // Bob sees the team's sandbox only, and cannot reach Alice's.
     assert!(!bob.list().iter().any(|s| s["id"] == local.as_str()));
-    let refused = bob.fails(&["destroy", &local, "--yes"]);
+    let refused = bob.fails_with(3, &["destroy", &local, "--yes"]);
     assert!(refused.contains("no sandbox matches"), "{refused}");
     // References resolve across both; an alias names one sandbox wherever it lives.
     assert_eq!(alice.ok(&["shell", "mine", "--", "echo", "here"]), "here\n");

@@ -38,7 +38,11 @@ fn km_proxy_names_a_silent_agent_instead_of_waiting_forever() {
     }
     let output = proxy.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(4),
+        "exit status 4: not running; {stderr}"
+    );
     assert!(
         stderr.contains(&format!("sandbox {id} does not answer"))
             && stderr.contains(&format!("km resume {id}"))

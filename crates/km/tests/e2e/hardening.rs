@@ -332,7 +332,7 @@ fn closed_pipes_missing_home_and_flags_that_do_nothing_yet() {
             && stderr.contains("km init --sidecars"),
         "{stderr}"
     );
-    let stderr = env.fails(&["destroy", "anything", "--remote", "--yes"]);
+    let stderr = env.fails_with(3, &["destroy", "anything", "--remote", "--yes"]);
     assert!(stderr.contains("anything"), "{stderr}");
     assert!(env.list_json().is_empty());
 }

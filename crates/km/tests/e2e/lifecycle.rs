@@ -270,9 +270,10 @@ fn usage_errors_exit_2_and_unknown_sandboxes_list_what_was_tried() {
             .code(),
         Some(2)
     );
-    let stderr = env.fails(&["stop", "nope"]);
+    // No such sandbox: exit status 3, so scripts tell it from other failures.
+    let stderr = env.fails_with(3, &["stop", "nope"]);
     assert!(stderr.contains("tried as an alias"), "{stderr}");
-    let stderr = env.fails(&["stop", "sb-0000ffff"]);
+    let stderr = env.fails_with(3, &["stop", "sb-0000ffff"]);
     assert!(stderr.contains("tried as a sandbox ID"), "{stderr}");
     let stderr = env.fails(&["stop", "a/b"]);
     assert!(stderr.contains("not a sandbox ID, alias"), "{stderr}");

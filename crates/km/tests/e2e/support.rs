@@ -95,6 +95,17 @@ impl TestEnv {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// Runs km, which must fail with exit status `code` (the table in docs/vscode.md).
+    pub(crate) fn fails_with(&self, code: i32, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "km {args:?} should fail with {code}: {output:?}"
+        );
+        String::from_utf8(output.stderr).unwrap()
+    }
+
     pub(crate) fn fails(&self, args: &[&str]) -> String {
         let output = self.run(args);
         assert_eq!(

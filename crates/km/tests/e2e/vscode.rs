@@ -314,7 +314,8 @@ fn rekey_failures_and_gates_leave_the_old_key_working() {
     );
 
     env.ok(&["stop", &id]);
-    let stderr = env.fails(&["vscode", "rekey", &id, "--yes"]);
+    // Stopped: exit status 4.
+    let stderr = env.fails_with(4, &["vscode", "rekey", &id, "--yes"]);
     assert!(
         stderr.contains(&format!("hint: km resume {id}")),
         "{stderr}"

@@ -70,8 +70,11 @@ fn ready_for_ssh(
         )));
     }
     if !platform.is_running(record) {
-        return Err(CommandError::user(format!("sandbox {id} is not running"))
-            .hint(format!("km resume {id}")));
+        return Err(CommandError::of(
+            crate::error::ErrorKind::NotRunning,
+            format!("sandbox {id} is not running"),
+        )
+        .hint(format!("km resume {id}")));
     }
     let found = probe(platform, record)?;
     if let Some(problem) = found.problem() {
@@ -87,8 +90,11 @@ fn probe_running(context: &Context, record: &SandboxRecord) -> CommandResult<Pro
     let id = &record.id;
     let platform = platforms::platform_for(context, record)?;
     if !platform.is_running(record) {
-        return Err(CommandError::user(format!("sandbox {id} is not running"))
-            .hint(format!("km resume {id}")));
+        return Err(CommandError::of(
+            crate::error::ErrorKind::NotRunning,
+            format!("sandbox {id} is not running"),
+        )
+        .hint(format!("km resume {id}")));
     }
     probe(platform.as_ref(), record)
 }

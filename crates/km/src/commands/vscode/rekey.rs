@@ -38,8 +38,11 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
     let platform = platforms::platform_for(context, &record)?;
 
     if !platform.is_running(&record) {
-        return Err(CommandError::user(format!("sandbox {id} is not running"))
-            .hint(format!("km resume {id}")));
+        return Err(CommandError::of(
+            crate::error::ErrorKind::NotRunning,
+            format!("sandbox {id} is not running"),
+        )
+        .hint(format!("km resume {id}")));
     }
     ui::status(&format!("✓ Sandbox {id} running"));
     if record.locked && !args.force {
