@@ -21,6 +21,7 @@ mod manager_lambda;
 mod manager_protocol;
 mod ops;
 mod platforms;
+mod remote_request;
 mod routed_store;
 mod sandbox_candidates;
 mod settings;

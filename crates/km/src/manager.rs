@@ -24,8 +24,9 @@ pub(crate) use crate::manager_protocol::{
     CreateRequest, DestroyRequest, Manifest, Outcome, VSCODE_KEY_FIELD, build_id, difference,
 };
 use crate::ops::operator_state::forget_operator_state;
-use crate::ops::provision::{Maker, Plan, make, make_operator_key};
+use crate::ops::provision::{Maker, Plan, make};
 use crate::platforms;
+use crate::remote_request::{create_request, created_remotely, request_id, single_key_line};
 use crate::ui;
 
 /// How long the CLI waits for the manager to finish a request.
@@ -441,13 +442,6 @@ fn wait_or_withdraw(
     })
 }
 
-fn request_id(id: &SandboxId, kind: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{kind}-{id}-{nanos}")
-}
-
 /// How the AWS platform's manager is brought up to date.
 const AWS_SIDECARS: &str = "km init --aws --region <region> --sidecars --artifact-bucket <bucket>";
 
@@ -461,43 +455,47 @@ fn aws_manager_checked(context: &Context, fields: &[&str]) -> CommandResult<Mani
     Ok(manifest)
 }
 
-/// A create request for `profile`, with the keypair it carries made here: the sandbox's ID,
-/// the request's ID and the request.
-pub(crate) fn create_request(
+/// `km create --remote` on AWS, after the version check.
+#[cfg(feature = "aws")]
+fn hand_off_create(
     context: &Context,
     args: &CreateArgs,
     profile: &Profile,
     alias: Option<Alias>,
-) -> CommandResult<(SandboxId, String, serde_json::Value)> {
-    let id = SandboxId::generate(&profile.prefix).map_err(|e| CommandError::user(e.to_string()))?;
-    let public_line = if profile.vscode_enabled {
-        Some(make_operator_key(context, &id)?.1)
-    } else {
-        None
-    };
-    if let Some(line) = &public_line {
-        single_key_line(line).map_err(|why| {
-            CommandError::user(format!(
-                "the public key made for {id} is not one ssh-ed25519 line"
-            ))
-            .cause(why)
-        })?;
-    }
-    let request_id = request_id(&id, "create");
-    let mut request = serde_json::json!({
-        "request_id": request_id,
-        "sandbox_id": id,
-        "alias": alias,
-        "profile": profile.to_yaml(),
-        "profile_path": args
-            .profile
-            .canonicalize()
-            .unwrap_or_else(|_| args.profile.clone())
-            .display()
-            .to_string(),
-    });
-    request[VSCODE_KEY_FIELD] = serde_json::json!(public_line);
-    Ok((id, request_id, request))
+) -> CommandResult<ExitCode> {
+    crate::manager_hand_off::create_remote(context, args, profile, alias)
+}
+
+/// Without the AWS platform, the version check above has already refused.
+#[cfg(not(feature = "aws"))]
+fn hand_off_create(
+    _context: &Context,
+    _args: &CreateArgs,
+    _profile: &Profile,
+    _alias: Option<Alias>,
+) -> CommandResult<ExitCode> {
+    Err(crate::platforms::aws_not_built())
+}
+
+/// `km destroy --remote` on AWS, after the version check.
+#[cfg(feature = "aws")]
+fn hand_off_destroy(
+    context: &Context,
+    id: &SandboxId,
+    request_id: &str,
+    request: serde_json::Value,
+) -> CommandResult<ExitCode> {
+    crate::manager_hand_off::destroy_remote(context, id, request_id, request)
+}
+
+#[cfg(not(feature = "aws"))]
+fn hand_off_destroy(
+    _context: &Context,
+    _id: &SandboxId,
+    _request_id: &str,
+    _request: serde_json::Value,
+) -> CommandResult<ExitCode> {
+    Err(crate::platforms::aws_not_built())
 }
 
 /// `km create --remote`: the keypair is made here, the sandbox by the manager.
@@ -510,7 +508,7 @@ pub(crate) fn create_remote(
     if crate::platforms::uses_aws(context)? {
         // The version check runs first: a stale manager is the failure that must never pass.
         aws_manager_checked(context, CreateRequest::FIELDS)?;
-        return crate::platforms::aws_create_remote(context, args, profile, alias);
+        return hand_off_create(context, args, profile, alias);
     }
     let layout = Layout::of(context);
     // Checked before anything is made: a stale manager would boot a sandbox without the key.
@@ -596,33 +594,6 @@ pub(crate) fn create_remote(
     created_remotely(context, &id, profile)
 }
 
-/// After a manager reported `id` made: its host key is pinned here (read over the platform's
-/// command channel), and the operator is told what comes next.
-pub(crate) fn created_remotely(
-    context: &Context,
-    id: &SandboxId,
-    profile: &Profile,
-) -> CommandResult<ExitCode> {
-    ui::status(&format!(
-        "✓ Sandbox {id} created by the management component"
-    ));
-    if profile.vscode_enabled {
-        let store = platforms::open_store(context)?;
-        let record = store.get(id)?.ok_or_else(|| {
-            CommandError::user(format!(
-                "the management component reported {id} made, but it has no record"
-            ))
-            .hint("km list")
-        })?;
-        crate::ops::probe::pin_from_sandbox(context, &record)?;
-    }
-    ui::data(id.as_str());
-    if profile.vscode_enabled {
-        ui::status(&format!("next: km vscode start {id}"));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// `km destroy --remote`: the manager destroys; this machine's keys, Host entry and pin go
 /// once it reports the sandbox gone.
 pub(crate) fn destroy_remote(
@@ -635,7 +606,7 @@ pub(crate) fn destroy_remote(
         serde_json::json!({ "request_id": request_id, "sandbox_id": id, "force": args.force });
     if crate::platforms::uses_aws(context)? {
         aws_manager_checked(context, &[])?;
-        return crate::platforms::aws_destroy_remote(context, id, &request_id, request);
+        return hand_off_destroy(context, id, &request_id, request);
     }
     let layout = Layout::of(context);
     usable_manager(context, &layout, &[])?;
@@ -901,14 +872,6 @@ fn local_pending_creates(context: &Context) -> Vec<SandboxId> {
             value.get("sandbox_id")?.as_str()?.parse().ok()
         })
         .collect()
-}
-
-/// Refuses anything but exactly one `ssh-ed25519` public key line: a newline in a comment
-/// would install a second key.
-fn single_key_line(line: &str) -> Result<(), String> {
-    km_core::keys::parse_public_line(line)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
 }
 
 fn create(

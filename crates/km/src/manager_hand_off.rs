@@ -30,13 +30,22 @@ const RETRY_PAUSES: Duration = Duration::from_secs(3 * 60);
 const POLL: Duration = Duration::from_millis(500);
 
 /// The management function and where its requests are kept.
-pub(crate) struct Manager {
-    pub(crate) target: km_aws::ManagerTarget,
-    pub(crate) deployed: km_aws::DeployedManager,
-    pub(crate) table: km_aws::AwsSettings,
+struct Manager {
+    target: km_aws::ManagerTarget,
+    deployed: km_aws::DeployedManager,
+    table: km_aws::AwsSettings,
 }
 
 impl Manager {
+    fn of(context: &Context) -> CommandResult<Self> {
+        let (target, deployed, table) = crate::platforms::aws_hand_off_target(context)?;
+        Ok(Self {
+            target,
+            deployed,
+            table,
+        })
+    }
+
     fn logs(&self) -> String {
         format!(
             "aws logs tail /aws/lambda/{} --since 1h --region {}",
@@ -246,15 +255,16 @@ fn not_made(context: &Context, id: &SandboxId, error: CommandError) -> CommandEr
 /// `km create --remote` on AWS: the keypair is made here, the sandbox by the Lambda manager.
 pub(crate) fn create_remote(
     context: &Context,
-    manager: &Manager,
     args: &CreateArgs,
     profile: &Profile,
     alias: Option<Alias>,
 ) -> CommandResult<ExitCode> {
+    let manager = &Manager::of(context)?;
     let requests = RequestTable::open(&manager.table)
         .map_err(|f| table_failure("reach the request table", f))?;
     let operator = crate::settings::operator(context)?;
-    let (id, request_id, request) = crate::manager::create_request(context, args, profile, alias)?;
+    let (id, request_id, request) =
+        crate::remote_request::create_request(context, args, profile, alias)?;
     let asked = Asked {
         request_id: &request_id,
         kind: "create",
@@ -294,18 +304,18 @@ pub(crate) fn create_remote(
             .cause(item.error.unwrap_or_else(|| "no reason given".into()));
         return Err(not_made(context, &id, error).hint(format!("its log: {}", manager.logs())));
     }
-    crate::manager::created_remotely(context, &id, profile)
+    crate::remote_request::created_remotely(context, &id, profile)
 }
 
 /// `km destroy --remote` on AWS: the Lambda manager destroys; this machine's keys, Host entry
 /// and pin go once it reports the sandbox gone.
 pub(crate) fn destroy_remote(
     context: &Context,
-    manager: &Manager,
     id: &SandboxId,
     request_id: &str,
     request: serde_json::Value,
 ) -> CommandResult<ExitCode> {
+    let manager = &Manager::of(context)?;
     let requests = RequestTable::open(&manager.table)
         .map_err(|f| table_failure("reach the request table", f))?;
     let operator = crate::settings::operator(context)?;
@@ -349,15 +359,21 @@ pub(crate) fn destroy_remote(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A request to the AWS platform's manager that did not end as it should have, for km doctor.
+pub(crate) struct StaleRequest {
+    pub(crate) detail: String,
+    /// What `--fix` did: `Ok(how)` or `Err(why not)`; `None` when not asked or nothing to do.
+    pub(crate) fixed: Option<Result<String, String>>,
+}
+
 /// Requests that waited for a manager longer than `km create --remote` would, and requests
 /// whose manager attempt ended without writing their end. With `fix`, a waiting one is
 /// withdrawn, with this machine's keypair for it.
-pub(crate) fn stale_requests(
-    context: &Context,
-    table: &km_aws::AwsSettings,
-    fix: bool,
-) -> Result<Vec<crate::platforms::StaleRequest>, String> {
-    let requests = RequestTable::open(table).map_err(|f| f.to_string())?;
+pub(crate) fn stale_requests(context: &Context, fix: bool) -> Result<Vec<StaleRequest>, String> {
+    let Some(table) = crate::platforms::aws_manager_table(context)? else {
+        return Ok(Vec::new());
+    };
+    let requests = RequestTable::open(&table).map_err(|f| f.to_string())?;
     let now = km_aws::now_seconds();
     let mut stale = Vec::new();
     for item in requests.unfinished().map_err(|f| f.to_string())? {
@@ -365,7 +381,7 @@ pub(crate) fn stale_requests(
         match item.state {
             RequestState::Queued if waited > pickup_wait().as_secs() => {
                 let fixed = fix.then(|| withdraw_stale(context, &requests, &item));
-                stale.push(crate::platforms::StaleRequest {
+                stale.push(StaleRequest {
                     detail: format!(
                         "request {} to {} {} has waited {waited}s for the management function to pick it up; km doctor --fix withdraws it",
                         item.request_id, item.kind, item.sandbox_id
@@ -378,7 +394,7 @@ pub(crate) fn stale_requests(
                     .claim_deadline_ms
                     .is_some_and(|ends| ends / 1000 + RETRY_PAUSES.as_secs() < now) =>
             {
-                stale.push(crate::platforms::StaleRequest {
+                stale.push(StaleRequest {
                     detail: format!(
                         "request {} to {} {} was left running by a manager attempt that ended; km list shows the sandbox, km destroy {} --yes --force removes it",
                         item.request_id, item.kind, item.sandbox_id, item.sandbox_id

@@ -18,13 +18,11 @@ use serde_json::{Value, json};
 
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult, io_at};
+use crate::manager_protocol::PLATFORM_VAR;
 use crate::platforms;
 use crate::settings::{AwsSettings, PlatformChoice, Settings};
 use crate::ui;
 
-/// The function's environment variable that carries the AWS platform's settings (JSON, as in
-/// `~/.km/config.json`), written by `km init --aws --sidecars`.
-pub(crate) const PLATFORM_VAR: &str = "KM_PLATFORM";
 /// How often a request held by another live attempt is looked at again.
 const HELD_POLL: Duration = Duration::from_secs(2);
 

@@ -17,6 +17,10 @@ use crate::ui;
 
 /// The request field that carries the operator's public key.
 pub(crate) const VSCODE_KEY_FIELD: &str = "VSCodeSSHPubKey";
+/// The Lambda manager's environment variable that carries the AWS platform's settings (JSON,
+/// as in `~/.km/config.json`), written by `km init --aws --sidecars`.
+#[cfg(feature = "aws")]
+pub(crate) const PLATFORM_VAR: &str = "KM_PLATFORM";
 /// What an installed manager is and understands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

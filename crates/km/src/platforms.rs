@@ -156,26 +156,6 @@ pub(crate) fn aws_manager_manifest(context: &Context) -> CommandResult<Option<Ma
     aws::manager_manifest(context)
 }
 
-/// `km create --remote` on AWS, once the deployed manager passed the version check.
-pub(crate) fn aws_create_remote(
-    context: &Context,
-    args: &crate::cli::CreateArgs,
-    profile: &km_core::profile::Profile,
-    alias: Option<km_core::id::Alias>,
-) -> CommandResult<std::process::ExitCode> {
-    aws::create_remote(context, args, profile, alias)
-}
-
-/// `km destroy --remote` on AWS, once the deployed manager passed the version check.
-pub(crate) fn aws_destroy_remote(
-    context: &Context,
-    id: &km_core::id::SandboxId,
-    request_id: &str,
-    request: serde_json::Value,
-) -> CommandResult<std::process::ExitCode> {
-    aws::destroy_remote(context, id, request_id, request)
-}
-
 /// The sandboxes of create requests queued for, or being performed by, the AWS platform's
 /// manager (none when this machine does not use AWS or has no manager).
 pub(crate) fn aws_pending_creates(
@@ -187,23 +167,32 @@ pub(crate) fn aws_pending_creates(
     aws::pending_creates(context)
 }
 
-/// A request to the AWS platform's manager that did not end as it should have, for km doctor.
-pub(crate) struct StaleRequest {
-    pub(crate) detail: String,
-    /// What `--fix` did: `Ok(how)` or `Err(why not)`; `None` when not asked or nothing to do.
-    pub(crate) fixed: Option<Result<String, String>>,
+/// The AWS manager's function, its configuration, and the table of its request items.
+#[cfg(feature = "aws")]
+pub(crate) fn aws_hand_off_target(
+    context: &Context,
+) -> CommandResult<(
+    km_aws::ManagerTarget,
+    km_aws::DeployedManager,
+    km_aws::AwsSettings,
+)> {
+    aws::hand_off_target(context)
 }
 
-/// Requests that waited too long for the AWS platform's manager, or whose manager died
-/// (withdrawn with `fix`, with the keypair made for them).
-pub(crate) fn aws_stale_requests(
-    context: &Context,
-    fix: bool,
-) -> Result<Vec<StaleRequest>, String> {
+/// The table of the AWS manager's request items: `None` when this machine does not use AWS or
+/// has no manager.
+#[cfg(feature = "aws")]
+pub(crate) fn aws_manager_table(context: &Context) -> Result<Option<km_aws::AwsSettings>, String> {
     if !uses_aws(context).unwrap_or(false) {
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    aws::stale_requests(context, fix)
+    aws::manager_table(context)
+}
+
+/// The error of a build without the AWS platform.
+#[cfg(not(feature = "aws"))]
+pub(crate) fn aws_not_built() -> CommandError {
+    aws::not_built()
 }
 
 /// A create request the AWS platform's manager has not made a record for yet, for `km list`.
@@ -287,33 +276,8 @@ mod aws {
         Ok(Vec::new())
     }
 
-    pub(super) fn stale_requests(
-        _context: &Context,
-        _fix: bool,
-    ) -> Result<Vec<super::StaleRequest>, String> {
-        Ok(Vec::new())
-    }
-
     pub(super) fn pending_create_requests(_context: &Context) -> Vec<super::PendingCreate> {
         Vec::new()
-    }
-
-    pub(super) fn create_remote(
-        _context: &Context,
-        _args: &crate::cli::CreateArgs,
-        _profile: &km_core::profile::Profile,
-        _alias: Option<km_core::id::Alias>,
-    ) -> CommandResult<std::process::ExitCode> {
-        Err(not_built())
-    }
-
-    pub(super) fn destroy_remote(
-        _context: &Context,
-        _id: &km_core::id::SandboxId,
-        _request_id: &str,
-        _request: serde_json::Value,
-    ) -> CommandResult<std::process::ExitCode> {
-        Err(not_built())
     }
 }
 
@@ -540,7 +504,7 @@ mod aws {
             ..settings.clone()
         };
         environment.insert(
-            crate::manager_lambda::PLATFORM_VAR.to_owned(),
+            crate::manager_protocol::PLATFORM_VAR.to_owned(),
             serde_json::to_string(&platform)
                 .map_err(|e| CommandError::user("cannot encode the AWS settings").cause(e))?,
         );
@@ -624,26 +588,6 @@ mod aws {
         Ok(deployed_manager(context)?.map(|(manifest, _)| manifest))
     }
 
-    pub(super) fn create_remote(
-        context: &Context,
-        args: &crate::cli::CreateArgs,
-        profile: &km_core::profile::Profile,
-        alias: Option<km_core::id::Alias>,
-    ) -> CommandResult<ExitCode> {
-        let manager = hand_off_target(context)?;
-        crate::manager_hand_off::create_remote(context, &manager, args, profile, alias)
-    }
-
-    pub(super) fn destroy_remote(
-        context: &Context,
-        id: &km_core::id::SandboxId,
-        request_id: &str,
-        request: serde_json::Value,
-    ) -> CommandResult<ExitCode> {
-        let manager = hand_off_target(context)?;
-        crate::manager_hand_off::destroy_remote(context, &manager, id, request_id, request)
-    }
-
     pub(super) fn pending_creates(
         context: &Context,
     ) -> Result<Vec<km_core::id::SandboxId>, String> {
@@ -660,17 +604,6 @@ mod aws {
             .filter(|item| item.kind == "create")
             .filter_map(|item| item.sandbox_id.parse().ok())
             .collect())
-    }
-
-    pub(super) fn stale_requests(
-        context: &Context,
-        fix: bool,
-    ) -> Result<Vec<super::StaleRequest>, String> {
-        let settings = saved(context).map_err(|e| e.one_line())?;
-        if manager_target(&settings).is_none() {
-            return Ok(Vec::new());
-        }
-        crate::manager_hand_off::stale_requests(context, &sdk_settings(&settings), fix)
     }
 
     pub(super) fn pending_create_requests(context: &Context) -> Vec<super::PendingCreate> {
@@ -698,8 +631,20 @@ mod aws {
             .collect()
     }
 
+    /// The table that holds the manager's request items, when a manager is set up.
+    pub(super) fn manager_table(context: &Context) -> Result<Option<km_aws::AwsSettings>, String> {
+        let settings = saved(context).map_err(|e| e.one_line())?;
+        Ok(manager_target(&settings).map(|_| sdk_settings(&settings)))
+    }
+
     /// Where requests go: the function, its configuration, and the table of request items.
-    fn hand_off_target(context: &Context) -> CommandResult<crate::manager_hand_off::Manager> {
+    pub(super) fn hand_off_target(
+        context: &Context,
+    ) -> CommandResult<(
+        km_aws::ManagerTarget,
+        km_aws::DeployedManager,
+        km_aws::AwsSettings,
+    )> {
         let settings = saved(context)?;
         let (_, deployed) = deployed_manager(context)?.ok_or_else(|| {
             CommandError::user("no management component is deployed on the AWS platform")
@@ -708,11 +653,7 @@ mod aws {
         let target = manager_target(&settings).ok_or_else(|| {
             CommandError::user("no management component is deployed on the AWS platform")
         })?;
-        Ok(crate::manager_hand_off::Manager {
-            target,
-            deployed,
-            table: sdk_settings(&settings),
-        })
+        Ok((target, deployed, sdk_settings(&settings)))
     }
 
     /// The deployed manager's manifest and configuration, checked as `manager_manifest` says.

@@ -166,6 +166,7 @@ pub(crate) fn run(context: &Context, args: &DoctorArgs) -> CommandResult<ExitCod
     }
     if records.is_some() {
         misplaced_records(context, &mut report, args.fix);
+        #[cfg(feature = "aws")]
         remote_requests(context, &mut report, args.fix);
     }
     if let (Some(records), Some(store)) = (&records, &store) {
@@ -563,8 +564,9 @@ fn move_to_local(
 }
 
 /// Requests to the AWS platform's manager that waited too long or were left behind.
+#[cfg(feature = "aws")]
 fn remote_requests(context: &Context, report: &mut Report, fix: bool) {
-    match platforms::aws_stale_requests(context, fix) {
+    match crate::manager_hand_off::stale_requests(context, fix) {
         Ok(stale) => {
             for request in stale {
                 let fix = match request.fixed {
