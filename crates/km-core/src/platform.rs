@@ -86,9 +86,8 @@ pub trait Platform: Send + Sync {
     fn provision_placed(
         &self,
         request: &ProvisionRequest,
-        placed: &dyn Fn(&serde_json::Value) -> Result<(), PlatformError>,
+        _placed: &dyn Fn(&serde_json::Value) -> Result<(), PlatformError>,
     ) -> Result<serde_json::Value, PlatformError> {
-        let _ = placed;
         self.provision(request)
     }
     /// Starts a stopped sandbox without repeating first boot.

@@ -195,7 +195,8 @@ fn follow(
         match item.state {
             RequestState::Done | RequestState::Failed => {
                 drop(spinner);
-                // The operator has read it: the item goes now rather than with the TTL.
+                // The operator has read it: the item goes now rather than with the TTL (which
+                // removes it anyway if this fails; nothing claims it was removed).
                 let _ = requests.remove(request_id);
                 return Ok(Followed::Ended(item));
             }

@@ -152,6 +152,20 @@ fn the_server_is_placed_in_both_layouts_once_and_bad_tarballs_place_nothing() {
         )),
         "{said}"
     );
+    // A tarball this machine cannot read is said to be so, not blamed on its contents.
+    let said = env.fails(&[
+        "vscode",
+        "server",
+        &id,
+        "--commit",
+        E,
+        "--from",
+        home.to_str().unwrap(),
+    ]);
+    assert!(
+        said.contains("cannot read the server tarball") && said.contains("nothing was placed"),
+        "{said}"
+    );
     let left = in_sandbox(
         &env,
         &id,

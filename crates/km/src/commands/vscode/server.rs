@@ -137,21 +137,31 @@ fn send(
         .map_err(|e| CommandError::user("cannot run ssh").cause(e))?;
     let mut stdin = child.stdin.take();
     let counter = progress.counter();
-    let copier = std::thread::spawn(move || {
+    // A read failure here is reported as such; a write failure only means the sandbox stopped
+    // reading (a refusal), which its exit status says.
+    let copier = std::thread::spawn(move || -> std::io::Result<()> {
         let mut buffer = vec![0u8; 256 * 1024];
-        while let (Ok(read @ 1..), Some(pipe)) = (file.read(&mut buffer), stdin.as_mut()) {
-            if pipe.write_all(&buffer[..read]).is_err() {
+        while let Some(pipe) = stdin.as_mut() {
+            let read = file.read(&mut buffer)?;
+            if read == 0 || pipe.write_all(&buffer[..read]).is_err() {
                 break;
             }
             counter.fetch_add(read as u64, std::sync::atomic::Ordering::Relaxed);
         }
         // Dropping stdin here tells the sandbox the tarball is complete.
+        Ok(())
     });
     let output = child
         .wait_with_output()
         .map_err(|e| CommandError::user("lost track of ssh").cause(e))?;
-    let _ = copier.join();
-    Ok(output)
+    match copier.join() {
+        Ok(Ok(())) => Ok(output),
+        Ok(Err(e)) => Err(CommandError::user("cannot read the server tarball")
+            .cause(e)
+            .cause("what reached the sandbox is removed there: nothing was placed")),
+        Err(_) => Err(CommandError::user("the copy of the server tarball stopped")
+            .cause("what reached the sandbox is removed there: nothing was placed")),
+    }
 }
 
 /// Places the server `wanted` names in the sandbox, unless it is there already.

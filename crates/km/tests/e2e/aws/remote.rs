@@ -74,7 +74,7 @@ fn assert_nothing_left(aws: &Aws) {
 }
 
 #[test]
-fn the_seed_workflow_runs_with_remote_through_the_lambda_manager() {
+fn the_vscode_workflow_runs_with_remote_through_the_lambda_manager() {
     let aws = Aws::new();
     with_manager(&aws, 120);
     let profile = repo_profile("ec2");
