@@ -877,7 +877,7 @@ impl Platform for Ec2Platform {
         "/home/sandbox/workspace".into()
     }
 
-    fn login_user(&self) -> String {
+    fn login_user(&self, _record: &SandboxRecord) -> String {
         "sandbox".into()
     }
 

@@ -149,7 +149,7 @@ pub trait Platform: Send + Sync {
     /// The sandbox's workspace folder, as a path inside the sandbox (what an editor opens).
     fn workspace_path(&self, record: &SandboxRecord) -> String;
     /// The user an ssh client logs in as.
-    fn login_user(&self) -> String;
+    fn login_user(&self, record: &SandboxRecord) -> String;
     /// Whether a stream, once opened on a descriptor, needs no process of km's to stay alive
     /// (so `km proxy --fdpass` can hand ssh a socket and exit).
     fn streams_outlive_the_caller(&self) -> bool;

@@ -47,6 +47,12 @@ pub struct AgentConfig {
     pub tools: SshdTools,
     /// `PATH` for scripts run in the sandbox.
     pub path: String,
+    /// The sandbox user's home as the agent sees it, when not `<dir>/home` (isolated sandboxes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<std::path::PathBuf>,
+    /// How the sandbox is isolated; absent for `isolation: none` and sandboxes made before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<crate::isolation::IsolationConfig>,
 }
 
 /// How a supervised command ended.
@@ -90,9 +96,10 @@ const SPARE_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// Runs the agent for the sandbox in `sandbox_dir` until it is told to stop.
 pub fn run_agent(sandbox_dir: &Path) -> io::Result<()> {
-    let layout = SandboxLayout::new(sandbox_dir);
-    let config: AgentConfig = serde_json::from_slice(&fs::read(layout.agent_config())?)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let config: AgentConfig =
+        serde_json::from_slice(&fs::read(SandboxLayout::new(sandbox_dir).agent_config())?)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let layout = SandboxLayout::new(sandbox_dir).with_home(config.home.clone());
     // Signals are taken by one thread with sigwait, so block them before any thread starts.
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGTERM);
@@ -103,7 +110,10 @@ pub fn run_agent(sandbox_dir: &Path) -> io::Result<()> {
     // they name, so a failure here weakens nothing that km relies on.
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    fs::write(layout.agent_pid(), std::process::id().to_string())?;
+    // Inside namespaces this PID means nothing outside; the launcher records the real one.
+    if config.isolation.is_none() {
+        fs::write(layout.agent_pid(), std::process::id().to_string())?;
+    }
 
     let mut agent = Agent {
         layout,
@@ -204,7 +214,8 @@ impl Agent {
         fs::write(&wrapper, SESSION_WRAPPER)
             .and_then(|()| fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o700)))
             .map_err(|e| format!("cannot write {}: {e}", wrapper.display()))?;
-        let config = render_sshd_config(self.layout.root(), &self.config.tools);
+        let config =
+            render_sshd_config(self.layout.root(), &self.layout.home(), &self.config.tools);
         fs::write(self.layout.sshd_config(), config)
             .map_err(|e| format!("cannot write {}: {e}", self.layout.sshd_config().display()))?;
         if !self.booted {
@@ -312,6 +323,7 @@ impl Agent {
             .env("PATH", &self.config.path)
             .env("HOME", self.layout.home())
             .env("KM_ROOT", self.layout.root())
+            .env("KM_AGENT_PID", std::process::id().to_string())
             .env("KM_SSHD", &self.config.tools.sshd);
         command
     }
@@ -655,12 +667,15 @@ impl Agent {
         if !self.stopping.swap(true, Ordering::SeqCst) {
             let _ = fs::remove_file(self.layout.agent_socket());
             let own = std::process::id() as i32;
+            let records_own_pid = self.config.isolation.is_none();
             // Kill repeatedly: a dying shell can fork once more before it goes.
             for _ in 0..3 {
                 process_tree::kill_all(&process_tree::descendants(own));
                 thread::sleep(Duration::from_millis(20));
             }
-            let _ = fs::remove_file(self.layout.agent_pid());
+            if records_own_pid {
+                let _ = fs::remove_file(self.layout.agent_pid());
+            }
         }
         std::process::exit(0);
     }

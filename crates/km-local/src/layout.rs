@@ -6,12 +6,23 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct SandboxLayout {
     root: PathBuf,
+    /// The sandbox user's home, when it is not `<root>/home` (inside an isolated sandbox).
+    home: Option<PathBuf>,
 }
 
 impl SandboxLayout {
     /// The layout of the sandbox at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            home: None,
+        }
+    }
+
+    /// The same layout with the home at `home`.
+    pub fn with_home(mut self, home: Option<PathBuf>) -> Self {
+        self.home = home;
+        self
     }
 
     /// The sandbox directory itself (the userdata's `KM_ROOT`).
@@ -21,7 +32,13 @@ impl SandboxLayout {
 
     /// The sandbox user's home.
     pub fn home(&self) -> PathBuf {
-        self.root.join("home")
+        self.home.clone().unwrap_or_else(|| self.root.join("home"))
+    }
+
+    /// What only the operator's side sees: the isolated sandbox's passwd and group, the
+    /// launcher's PID. Never bound into the sandbox.
+    pub fn outside(&self) -> PathBuf {
+        self.root.join("outside")
     }
 
     /// Where commands start.

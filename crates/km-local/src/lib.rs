@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod isolation;
 pub mod layout;
 pub mod platform;
 pub mod process_tree;

@@ -1,6 +1,8 @@
 //! The local platform: sandboxes as supervised agent processes on this machine.
 //!
-//! Not an isolation boundary: sshd and every session run as the operator's own user.
+//! By default each sandbox's agent, and so every process of the sandbox, runs in namespaces of
+//! its own (see [`crate::isolation`]); a profile with `isolation: none` runs it as the
+//! operator, with the operator's access.
 
 use std::fs;
 use std::os::fd::{OwnedFd, RawFd};
@@ -20,6 +22,7 @@ use km_core::userdata::Target;
 
 use crate::agent::AgentConfig;
 use crate::client::AgentClient;
+use crate::isolation::{self, INSIDE_HOME, INSIDE_PATH, INSIDE_USER, IsolationConfig, Launch};
 use crate::layout::SandboxLayout;
 use crate::process_tree;
 use crate::protocol::{Reply, recv_reply};
@@ -39,16 +42,20 @@ pub struct LocalPlatform {
     tools: Result<SshdTools, String>,
     path_var: String,
     user: String,
+    /// bubblewrap, or why it was not found: only isolated sandboxes need it.
+    bwrap: Result<PathBuf, String>,
 }
 
 impl LocalPlatform {
-    /// A platform that starts agents with `km_exe` and serves ssh with `tools`.
+    /// A platform that starts agents with `km_exe`, serves ssh with `tools` and isolates
+    /// sandboxes with `bwrap`.
     pub fn new(
         paths: KmPaths,
         km_exe: PathBuf,
         tools: Result<SshdTools, String>,
         path_var: String,
         user: String,
+        bwrap: Result<PathBuf, String>,
     ) -> Self {
         Self {
             paths,
@@ -56,7 +63,76 @@ impl LocalPlatform {
             tools,
             path_var,
             user,
+            bwrap,
         }
+    }
+
+    /// The agent settings written at creation.
+    fn agent_config(&self, id: &SandboxId) -> Option<AgentConfig> {
+        serde_json::from_slice(&fs::read(self.layout(id).agent_config()).ok()?).ok()
+    }
+
+    /// How the sandbox is isolated; `None` when it is not.
+    pub fn isolation(&self, id: &SandboxId) -> Option<IsolationConfig> {
+        self.agent_config(id)?.isolation
+    }
+
+    /// bubblewrap, checked to work here with `config`'s namespaces.
+    fn usable_bwrap(&self, config: IsolationConfig) -> Result<PathBuf, PlatformError> {
+        let bwrap = self.bwrap.clone().map_err(PlatformError::Boot)?;
+        isolation::probe(&bwrap, config.network).map_err(|e| PlatformError::Boot(e.to_string()))?;
+        Ok(bwrap)
+    }
+
+    /// The command that starts the agent: km itself, or bubblewrap starting km inside the
+    /// sandbox's namespaces.
+    fn agent_command(&self, id: &SandboxId) -> Result<Command, PlatformError> {
+        let layout = self.layout(id);
+        let config = self
+            .agent_config(id)
+            .ok_or_else(|| PlatformError::Boot(format!(
+                "cannot read {}; the sandbox directory is damaged: remove it with `km destroy --force {id}`",
+                layout.agent_config().display()
+            )))?;
+        let Some(isolation) = config.isolation else {
+            let mut command = Command::new(&self.km_exe);
+            command
+                .arg("__agent")
+                .arg(id.as_str())
+                .arg("--dir")
+                .arg(layout.root());
+            return Ok(command);
+        };
+        let bwrap = self.usable_bwrap(isolation)?;
+        let io = |e: std::io::Error| {
+            PlatformError::Boot(format!("cannot write {}: {e}", layout.outside().display()))
+        };
+        ensure_private_dir(&layout.outside(), 0o700).map_err(io)?;
+        fs::write(layout.outside().join("passwd"), isolation::passwd()).map_err(io)?;
+        fs::write(layout.outside().join("group"), isolation::group()).map_err(io)?;
+        let hidden = isolation::hidden_in_etc(Path::new("/etc"));
+        let resolver = match isolation.network {
+            km_core::profile::Network::Host => {
+                isolation::resolver_outside_etc(Path::new("/etc/resolv.conf"))
+            }
+            km_core::profile::Network::None => None,
+        };
+        let launch = Launch {
+            layout: &layout,
+            id: id.as_str(),
+            km_exe: &self.km_exe,
+            tools: &config.tools,
+            config: isolation,
+            hidden: &hidden,
+            resolver,
+        };
+        let mut command = Command::new(bwrap);
+        command
+            .args(isolation::bwrap_args(&launch))
+            // The operator's environment (cloud credentials, tokens) stays outside.
+            .env_clear()
+            .env("PATH", INSIDE_PATH);
+        Ok(command)
     }
 
     fn layout(&self, id: &SandboxId) -> SandboxLayout {
@@ -84,12 +160,9 @@ impl LocalPlatform {
                 PlatformError::Boot(format!("cannot open {}: {e}", layout.agent_log().display()))
             })?;
         let _ = fs::remove_file(layout.agent_socket());
-        let mut command = Command::new(&self.km_exe);
+        let isolated = self.isolation(id).is_some();
+        let mut command = self.agent_command(id)?;
         command
-            .arg("__agent")
-            .arg(id.as_str())
-            .arg("--dir")
-            .arg(layout.root())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -104,6 +177,9 @@ impl LocalPlatform {
         let deadline = Instant::now() + BOOT_TIMEOUT;
         loop {
             if let Ok(reply) = client.status() {
+                if isolated {
+                    self.record_isolated_agent(id, child.id() as i32)?;
+                }
                 // Reap it in the background so a long-lived km leaves no zombie.
                 thread::spawn(move || child.wait());
                 return match reply {
@@ -144,6 +220,26 @@ impl LocalPlatform {
             }
             thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Records the PID, as this machine sees it, of the agent that `launcher` (bubblewrap)
+    /// started inside the sandbox's namespaces: the agent cannot know it itself.
+    fn record_isolated_agent(&self, id: &SandboxId, launcher: i32) -> Result<(), PlatformError> {
+        let layout = self.layout(id);
+        let agent = process_tree::descendants(launcher)
+            .into_iter()
+            .find(|&pid| process_tree::is_agent_of(pid, layout.root()))
+            .ok_or_else(|| {
+                PlatformError::Boot(format!(
+                    "the sandbox agent answers, but no process below bubblewrap ({launcher}) is it"
+                ))
+            })?;
+        fs::write(layout.agent_pid(), agent.to_string()).map_err(|e| {
+            PlatformError::Boot(format!(
+                "cannot write {}: {e}",
+                layout.agent_pid().display()
+            ))
+        })
     }
 
     /// The agent's PID, if the recorded one still belongs to this sandbox's agent.
@@ -249,6 +345,22 @@ impl Platform for LocalPlatform {
     fn provision(&self, request: &ProvisionRequest) -> Result<serde_json::Value, PlatformError> {
         let (id, userdata) = (&request.id, &request.userdata);
         let tools = self.tools.clone().map_err(PlatformError::Boot)?;
+        let runtime_isolation = request.runtime.isolation.unwrap_or_default();
+        let network = request.runtime.network.unwrap_or_default();
+        let isolation = match (runtime_isolation, network) {
+            (km_core::profile::Isolation::Namespaces, network) => {
+                let config = IsolationConfig { network };
+                // Refused here, before anything is laid out, with the fix.
+                self.usable_bwrap(config)?;
+                Some(config)
+            }
+            (km_core::profile::Isolation::None, km_core::profile::Network::Host) => None,
+            (km_core::profile::Isolation::None, km_core::profile::Network::None) => {
+                return Err(PlatformError::Boot(
+                    "`network: none` needs the sandbox's own namespaces; remove `isolation: none` from the profile".into(),
+                ));
+            }
+        };
         let layout = self.layout(id);
         let socket_len = layout.agent_socket().as_os_str().len();
         if socket_len >= MAX_SOCKET_PATH {
@@ -272,16 +384,31 @@ impl Platform for LocalPlatform {
             ensure_private_dir(&layout.root().join(dir), 0o700).map_err(io)?;
         }
         fs::write(layout.userdata(), userdata).map_err(io)?;
-        let config = AgentConfig {
-            id: id.to_string(),
-            tools,
-            path: self.path_var.clone(),
+        let config = match isolation {
+            Some(isolation) => AgentConfig {
+                id: id.to_string(),
+                tools,
+                path: INSIDE_PATH.into(),
+                home: Some(INSIDE_HOME.into()),
+                isolation: Some(isolation),
+            },
+            None => AgentConfig {
+                id: id.to_string(),
+                tools,
+                path: self.path_var.clone(),
+                home: None,
+                isolation: None,
+            },
         };
         let json =
             serde_json::to_vec_pretty(&config).map_err(|e| PlatformError::Boot(e.to_string()))?;
         fs::write(layout.agent_config(), json).map_err(io)?;
         self.spawn_agent(id)?;
-        Ok(serde_json::json!({ "dir": layout.root() }))
+        Ok(serde_json::json!({
+            "dir": layout.root(),
+            "isolation": runtime_isolation.to_string(),
+            "network": network.to_string(),
+        }))
     }
 
     fn resume(&self, record: &SandboxRecord) -> Result<(), PlatformError> {
@@ -407,26 +534,28 @@ impl Platform for LocalPlatform {
 
     fn sessions_root(&self, _record: &SandboxRecord) -> String {
         // The agent spawns every sshd of the sandbox and is their subreaper: sessions of other
-        // sandboxes, which run as the same user, are never below it.
-        "\"$(cat \"$KM_ROOT/run/agent.pid\")\"".into()
+        // sandboxes, which run as the same user, are never below it. An agent started by an
+        // older km does not name itself, but wrote its PID where it sees it.
+        "\"${KM_AGENT_PID:-$(cat \"$KM_ROOT/run/agent.pid\")}\"".into()
     }
 
-    fn host_key_path(&self, record: &SandboxRecord) -> String {
-        km_core::userdata::shell_quote(
-            &self
-                .layout(&record.id)
-                .host_public_key()
-                .display()
-                .to_string(),
-        )
+    fn host_key_path(&self, _record: &SandboxRecord) -> String {
+        // The agent names the sandbox directory as the sandbox sees it.
+        "\"$KM_ROOT/etc/ssh/ssh_host_ed25519_key.pub\"".into()
     }
 
     fn workspace_path(&self, record: &SandboxRecord) -> String {
-        self.layout(&record.id).workspace().display().to_string()
+        match self.isolation(&record.id) {
+            Some(_) => format!("{INSIDE_HOME}/workspace"),
+            None => self.layout(&record.id).workspace().display().to_string(),
+        }
     }
 
-    fn login_user(&self) -> String {
-        self.user.clone()
+    fn login_user(&self, record: &SandboxRecord) -> String {
+        match self.isolation(&record.id) {
+            Some(_) => INSIDE_USER.into(),
+            None => self.user.clone(),
+        }
     }
 
     fn streams_outlive_the_caller(&self) -> bool {

@@ -109,10 +109,15 @@ pub fn is_agent_of(pid: i32, sandbox_dir: &Path) -> bool {
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let dir = sandbox_dir.as_os_str().as_encoded_bytes();
-    args.contains(&&b"__agent"[..])
+    let unisolated = args.contains(&&b"__agent"[..])
         && args
             .windows(2)
-            .any(|pair| pair[0] == b"--dir" && pair[1] == dir)
+            .any(|pair| pair[0] == b"--dir" && pair[1] == dir);
+    unisolated
+        || sandbox_dir
+            .file_name()
+            .and_then(|id| id.to_str())
+            .is_some_and(|id| crate::isolation::is_isolated_agent(&cmdline, id))
 }
 
 /// A process named so that a reused PID is not mistaken for it: the PID plus the kernel's

@@ -114,8 +114,7 @@ fn quoted(path: &Path) -> String {
 /// The sandbox's sshd_config: inetd mode only (no listener), key auth only, curve25519 key
 /// exchange (the post-quantum default costs ~145 ms per login on loopback), forwarding and
 /// sftp on, and `HOME` pointing into the sandbox.
-pub fn render_sshd_config(sandbox_dir: &Path, tools: &SshdTools) -> String {
-    let home = sandbox_dir.join("home");
+pub fn render_sshd_config(sandbox_dir: &Path, home: &Path, tools: &SshdTools) -> String {
     [
         format!(
             "HostKey {}",

@@ -17,6 +17,8 @@ pub(crate) struct Context {
     pub(crate) paths: KmPaths,
     pub(crate) path_var: String,
     pub(crate) sshd_override: Option<PathBuf>,
+    /// `KM_BWRAP`: the bubblewrap that isolates local sandboxes, instead of the one on `PATH`.
+    pub(crate) bwrap_override: Option<PathBuf>,
     pub(crate) profile_path: Option<OsString>,
     pub(crate) km_exe: PathBuf,
     /// `$USER`, for the default operator name.
@@ -51,6 +53,7 @@ impl Context {
             path_var: std::env::var("PATH")
                 .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
             sshd_override: std::env::var_os("KM_SSHD").map(PathBuf::from),
+            bwrap_override: std::env::var_os("KM_BWRAP").map(PathBuf::from),
             profile_path: std::env::var_os("KM_PROFILE_PATH"),
             km_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("km")),
             user: std::env::var("USER")

@@ -168,7 +168,7 @@ pub(crate) fn recover(
     if platform.exec(record, "true", SETTLE_TIMEOUT).is_err() {
         return Ok(Recovery::Undecided);
     }
-    let user = platform.login_user();
+    let user = platform.login_user(record);
     if verify_login(context, id, &files.private_new, &user).is_ok() {
         commit(context, store, id, &pending)?;
         return Ok(Recovery::Finished);

@@ -118,12 +118,16 @@ fn local_platform(context: &Context) -> LocalPlatform {
                 format!("{e}; {}", install_hint())
             }
         });
+    let bwrap =
+        km_local::isolation::find_bwrap(context.bwrap_override.as_deref(), Some(&context.path_var))
+            .map_err(|e| e.to_string());
     LocalPlatform::new(
         context.paths.clone(),
         context.km_exe.clone(),
         tools,
         context.path_var.clone(),
         current_user(),
+        bwrap,
     )
 }
 

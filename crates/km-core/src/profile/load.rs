@@ -373,6 +373,27 @@ fn finish(
     let spec = doc.spec.get_or_insert_with(Default::default);
     let runtime = spec.runtime.get_or_insert_with(Default::default);
     let substrate = *runtime.substrate.get_or_insert(Substrate::Local);
+    if substrate == Substrate::Local {
+        runtime.isolation.get_or_insert_default();
+        runtime.network.get_or_insert_default();
+    } else {
+        for (key, set) in [
+            ("isolation", runtime.isolation.is_some()),
+            ("network", runtime.network.is_some()),
+        ] {
+            if set {
+                errors.push(
+                    ProfileError::new(
+                        path,
+                        format!(
+                            "spec.runtime.{key} applies to local sandboxes only; an {substrate} sandbox's network is its subnet's (remove the field, or set substrate: local)"
+                        ),
+                    )
+                    .key(&format!("spec.runtime.{key}")),
+                );
+            }
+        }
+    }
     let cli = spec.cli.get_or_insert_with(Default::default);
     let vscode_enabled = *cli.vscode_enabled.get_or_insert(true);
     Profile {
@@ -414,6 +435,56 @@ mod tests {
         assert_eq!(child.prefix, "lrn2");
         assert_eq!(child.name, "child");
         assert!(child.to_yaml().contains("vscodeEnabled: false"));
+    }
+
+    #[test]
+    fn local_sandboxes_are_isolated_with_host_network_unless_a_profile_says_otherwise() {
+        use crate::profile::{Isolation, Network};
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "base.yaml", "metadata:\n  name: base\n");
+        let offline = write(
+            dir.path(),
+            "offline.yaml",
+            "metadata:\n  name: offline\nextends: base\nspec:\n  runtime:\n    network: none\n",
+        );
+        let open = write(
+            dir.path(),
+            "open.yaml",
+            "metadata:\n  name: open\nextends: offline\nspec:\n  runtime:\n    isolation: none\n",
+        );
+        let base = load_profile(&dir.path().join("base.yaml"), &SearchPath::default()).unwrap();
+        assert_eq!(base.runtime().isolation, Some(Isolation::Namespaces));
+        assert_eq!(base.runtime().network, Some(Network::Host));
+        let offline = load_profile(&offline, &SearchPath::default()).unwrap();
+        assert_eq!(offline.runtime().network, Some(Network::None));
+        assert!(offline.to_yaml().contains("network: none"));
+        let open = load_profile(&open, &SearchPath::default()).unwrap();
+        assert_eq!(open.runtime().isolation, Some(Isolation::None));
+        assert_eq!(open.runtime().network, Some(Network::None));
+    }
+
+    #[test]
+    fn isolation_and_network_on_an_ec2_profile_are_refused_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "cloud.yaml",
+            "metadata:\n  name: cloud\nspec:\n  runtime:\n    substrate: ec2\n    network: none\n    isolation: none\n",
+        );
+        let errors = load_profile(&p, &SearchPath::default()).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text[0].contains("spec.runtime.isolation") && text[0].contains("local sandboxes only"),
+            "{text:?}"
+        );
+        assert!(text[1].contains("spec.runtime.network"), "{text:?}");
+        let typo = write(
+            dir.path(),
+            "typo.yaml",
+            "metadata:\n  name: typo\nspec:\n  runtime:\n    network: offline\n",
+        );
+        assert!(load_profile(&typo, &SearchPath::default()).is_err());
     }
 
     #[test]

@@ -146,6 +146,53 @@ pub struct Runtime {
     /// AMI ID (ec2 only); default: the latest Amazon Linux 2023 image.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ami: Option<String>,
+    /// What separates the sandbox from this machine (local only); default `namespaces`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
+    /// Which network the sandbox sees (local only); default `host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+}
+
+/// `spec.runtime.isolation`: what separates a local sandbox from the machine it runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Its own user, mount, pid, ipc and uts namespaces (bubblewrap): the operator's files,
+    /// processes and other sandboxes are out of its sight.
+    #[default]
+    Namespaces,
+    /// None: the sandbox runs as the operator, with the operator's access.
+    None,
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Namespaces => "namespaces",
+            Self::None => "none",
+        })
+    }
+}
+
+/// `spec.runtime.network`: which network a local sandbox sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The machine's own network, loopback included.
+    #[default]
+    Host,
+    /// A network of its own with only loopback: no internet, no service of the machine.
+    None,
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Host => "host",
+            Self::None => "none",
+        })
+    }
 }
 
 /// `spec.cli`.

@@ -43,7 +43,7 @@ pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode
             context,
             &record.id,
             &context.paths.private_key(&record.id),
-            &platform.login_user(),
+            &platform.login_user(&record),
         )
         .map_err(|why| CommandError::user("cannot build the ssh command line").cause(why))?
         .arg("-t")

@@ -226,10 +226,13 @@ fn a_flood_of_idle_connections_costs_a_bounded_number_of_sshd_processes() {
         served <= cap && served + 2 >= cap,
         "{served} of 60 served; the cap is {cap} and the rest are closed"
     );
-    let config = env
-        .home()
-        .join(format!(".km/sandboxes/{id}/etc/sshd_config"));
-    let sshd_for_sandbox = || processes_naming(&config).len();
+    let namespace = crate::support::pid_namespace(&env, &id);
+    let sshd_for_sandbox = || {
+        crate::support::processes_in(&namespace)
+            .iter()
+            .filter(|(_, cmdline)| cmdline.contains("sshd"))
+            .count()
+    };
     assert!(sshd_for_sandbox() <= 2 * km_local::agent::MAX_STARTING_SESSIONS);
     drop(flood);
     wait_until(

@@ -95,13 +95,10 @@ fn stdin_passes_through_so_tar_can_copy_a_tree_in() {
 fn output_streams_as_produced_and_ctrl_c_ends_the_remote_command() {
     let mut env = TestEnv::new();
     let id = env.create("headless", None);
-    let marker = env.home().join("remote.pid");
-    let script = format!(
-        "echo $$ > '{}'; echo first; exec sleep 600",
-        marker.display()
-    );
+    let namespace = crate::support::pid_namespace(&env, &id);
+    let script = "echo first; exec sleep 600";
     let mut shell = env
-        .command(&["shell", &id, "--", "sh", "-c", &script])
+        .command(&["shell", &id, "--", "sh", "-c", script])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -112,11 +109,19 @@ fn output_streams_as_produced_and_ctrl_c_ends_the_remote_command() {
         first, "first\n",
         "output arrives while the command still runs"
     );
-    let remote: i32 = std::fs::read_to_string(&marker)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    // The sandbox's PIDs are its own; this machine finds the command in its pid namespace.
+    let mut remote = 0;
+    wait_until(
+        "the remote command to be found in the sandbox",
+        Duration::from_secs(5),
+        || {
+            let found = crate::support::processes_in(&namespace)
+                .into_iter()
+                .find(|(_, cmdline)| cmdline.trim() == "sleep 600");
+            remote = found.map_or(0, |(pid, _)| pid);
+            remote != 0
+        },
+    );
     assert!(kill(Pid::from_raw(remote), None).is_ok());
 
     kill(Pid::from_raw(shell.id() as i32), Signal::SIGINT).unwrap();

@@ -160,7 +160,24 @@ impl TestEnv {
         self.home().join(".km/keys").join(id)
     }
 
-    /// `ssh` through `km proxy`, pinned host key, the given key.
+    /// Who ssh logs in to local sandbox `id` as: the sandbox's own user when it is isolated,
+    /// else the operator.
+    pub(crate) fn login_user(&self, id: &str) -> String {
+        let config = self.home().join(format!(".km/sandboxes/{id}/agent.json"));
+        match std::fs::read_to_string(config) {
+            Ok(text) if !text.contains("\"isolation\"") => {
+                std::env::var("USER").unwrap_or_else(|_| {
+                    nix::unistd::User::from_uid(nix::unistd::geteuid())
+                        .unwrap()
+                        .unwrap()
+                        .name
+                })
+            }
+            _ => SANDBOX_USER.into(),
+        }
+    }
+
+    /// `ssh` through `km proxy`, pinned host key, the given key, as the sandbox user.
     pub(crate) fn ssh_via_proxy(&self, id: &str, key: &Path) -> Command {
         let mut command = Command::new("ssh");
         command
@@ -185,6 +202,7 @@ impl TestEnv {
             ))
             .arg("-o")
             .arg(format!("HostKeyAlias=km-{id}"))
+            .args(["-l", &self.login_user(id)])
             .arg("-o")
             .arg(format!("ProxyCommand={KM} proxy {id}"))
             .arg(format!("km-{id}"))
@@ -337,6 +355,41 @@ pub(crate) fn agent_pid(env: &TestEnv, id: &str) -> i32 {
         .unwrap()
         .trim()
         .parse()
+        .unwrap()
+}
+
+/// The user a local sandbox's ssh logs in as: its own, inside its namespaces.
+pub(crate) const SANDBOX_USER: &str = "sandbox";
+
+/// The pid namespace of a running local sandbox: every process of the sandbox is in it, and
+/// none of this machine's others.
+pub(crate) fn pid_namespace(env: &TestEnv, id: &str) -> PathBuf {
+    std::fs::read_link(format!("/proc/{}/ns/pid", agent_pid(env, id))).unwrap()
+}
+
+/// Processes in pid namespace `namespace`, with their command lines, as this machine sees
+/// them (PIDs inside the sandbox differ).
+pub(crate) fn processes_in(namespace: &Path) -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/pid")).is_ok_and(|ns| ns == namespace)
+        })
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")))
+        })
+        .collect()
+}
+
+/// The PID that process `pid` (as this machine sees it) has inside its own pid namespace.
+pub(crate) fn pid_inside(pid: i32) -> i32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))
+        .and_then(|pids| pids.split_whitespace().last()?.parse().ok())
         .unwrap()
 }
 

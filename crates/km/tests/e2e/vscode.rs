@@ -233,7 +233,9 @@ fn status_checks_key_match_and_rekey_rotates_without_dropping_open_sessions() {
 #[test]
 fn rekey_failures_and_gates_leave_the_old_key_working() {
     let mut env = TestEnv::new();
-    // Scripts in a local sandbox get the PATH km create had; put an `awk` of our own first.
+    // Scripts in an unisolated local sandbox get the PATH km create had; put an `awk` of our
+    // own first. (An isolated sandbox never sees the operator's PATH, so the fault is injected
+    // into one made with `isolation: none`.)
     let tools = env.home().join("sandbox-tools");
     std::fs::create_dir(&tools).unwrap();
     let awk = tools.join("awk");
@@ -245,7 +247,12 @@ fn rekey_failures_and_gates_leave_the_old_key_working() {
     )
     .unwrap();
     std::fs::set_permissions(&awk, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let profile = crate::support::repo_profile("default");
+    let profile = env.home().join("unisolated.yaml");
+    std::fs::write(
+        &profile,
+        "metadata:\n  name: unisolated\nspec:\n  runtime:\n    isolation: none\n",
+    )
+    .unwrap();
     let id = env
         .command(&["create", profile.to_str().unwrap()])
         .env("PATH", format!("{}:{real_path}", tools.display()))
@@ -535,15 +542,10 @@ fn open_writes_a_proxy_entry_and_launches_the_editor_on_the_workspace() {
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     let args = std::fs::read_to_string(&record).unwrap();
-    let workspace = env
-        .home()
-        .join(format!(".km/sandboxes/{id}/home/workspace"))
-        .display()
-        .to_string()
-        .replace(' ', "%20");
+    // The workspace as the sandbox sees it: its home is at a stable path inside.
     assert_eq!(
         args,
-        format!("--folder-uri\nvscode-remote://ssh-remote+km-{id}{workspace}\n")
+        format!("--folder-uri\nvscode-remote://ssh-remote+km-{id}/home/sandbox/workspace\n")
     );
     let config = std::fs::read_to_string(env.home().join(".ssh/config")).unwrap();
     assert!(

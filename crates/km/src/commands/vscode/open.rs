@@ -40,7 +40,7 @@ pub(crate) fn run(context: &Context, args: &VscodeOpenArgs) -> CommandResult<Exi
         let transport = Transport::Proxy {
             fdpass: platform.streams_outlive_the_caller(),
         };
-        let entry = ssh_entries::host_entry(context, id, transport, &platform.login_user())?;
+        let entry = ssh_entries::host_entry(context, id, transport, &platform.login_user(&record))?;
         ssh_entries::upsert_host(context, &entry)?;
         ui::status(&format!(
             "✓ Updated ~/.ssh/config (Host: {}, proxy mode: no tunnel needed)",

@@ -197,7 +197,7 @@ fn push_and_verify(
         )));
     }
     let new_private = KeyFiles::of(context, id).private_new;
-    verify_login(context, id, &new_private, &platform.login_user()).map_err(|why| {
+    verify_login(context, id, &new_private, &platform.login_user(record)).map_err(|why| {
         CommandError::user(format!(
             "verification failed: logging in to {id} with the new key did not work"
         ))

@@ -96,7 +96,7 @@ fn ssh_to(
         context,
         id,
         &context.paths.private_key(id),
-        &platform.login_user(),
+        &platform.login_user(record),
     )
     .map_err(|e| CommandError::user(format!("cannot build the ssh command for {id}")).cause(e))?;
     ssh.args(["-T", "-o", "BatchMode=yes"])

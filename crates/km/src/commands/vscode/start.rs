@@ -71,7 +71,7 @@ pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<Ex
             fdpass: platform.streams_outlive_the_caller(),
         },
     };
-    let entry = ssh_entries::host_entry(context, &id, transport, &platform.login_user())?;
+    let entry = ssh_entries::host_entry(context, &id, transport, &platform.login_user(&record))?;
     ssh_entries::upsert_host(context, &entry)?;
     ui::status(&format!(
         "✓ Updated ~/.ssh/config (Host: {})",

@@ -124,7 +124,7 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
             context,
             id,
             &context.paths.private_key(id),
-            &platform.login_user(),
+            &platform.login_user(&record),
         );
         checks.push(match login {
             Ok(()) => check(
