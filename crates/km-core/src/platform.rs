@@ -64,6 +64,49 @@ pub enum PlatformError {
     /// operator signs in again.
     #[error("{0}")]
     Credentials(String),
+    /// This machine cannot run a sandbox the way its profile asks, until the operator acts.
+    #[error("{what}")]
+    Unsupported {
+        /// What is missing or refused.
+        what: String,
+        /// What the operator can do, best first.
+        fixes: Vec<String>,
+    },
+}
+
+/// What separates a sandbox from the machine it runs on, as `km list` and `km doctor` say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Boundary {
+    /// A machine of its own (an EC2 instance).
+    Machine,
+    /// Namespaces of its own on this machine, no network but loopback.
+    NamespacesOffline,
+    /// Namespaces of its own on this machine, sharing its network.
+    Namespaces,
+    /// Nothing: it runs with the operator's own access.
+    None,
+}
+
+impl Boundary {
+    /// The word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Machine => "machine",
+            Self::NamespacesOffline => "namespaces, no network",
+            Self::Namespaces => "namespaces",
+            Self::None => "none",
+        }
+    }
+}
+
+/// One thing `km doctor` checks about a platform on this machine.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// What was checked, as a short name.
+    pub name: &'static str,
+    /// What was found, or what is wrong and how to fix it.
+    pub outcome: Result<String, String>,
 }
 
 /// A stream to the sandbox's sshd that outlives the call that opened it.
@@ -77,6 +120,11 @@ pub trait StreamSession: Send {
 pub trait Platform: Send + Sync {
     /// The name stored in each record.
     fn name(&self) -> &'static str;
+    /// Whether this machine can run a sandbox with `runtime`, checked before anything is made
+    /// (no keypair, no record) so that a refusal leaves nothing to roll back.
+    fn preflight(&self, _runtime: &Runtime) -> Result<(), PlatformError> {
+        Ok(())
+    }
     /// Creates and boots the sandbox, running its userdata at first boot; returns its
     /// resources (recorded, and all a later command needs to find it again).
     fn provision(&self, request: &ProvisionRequest) -> Result<serde_json::Value, PlatformError>;
@@ -148,6 +196,14 @@ pub trait Platform: Send + Sync {
     fn host_key_path(&self, record: &SandboxRecord) -> String;
     /// The sandbox's workspace folder, as a path inside the sandbox (what an editor opens).
     fn workspace_path(&self, record: &SandboxRecord) -> String;
+    /// What `km doctor` should check about this platform on this machine.
+    fn doctor(&self) -> Vec<HealthCheck> {
+        Vec::new()
+    }
+    /// What separates the sandbox from the machine it runs on.
+    fn boundary(&self, _record: &SandboxRecord) -> Boundary {
+        Boundary::Machine
+    }
     /// The user an ssh client logs in as.
     fn login_user(&self, record: &SandboxRecord) -> String;
     /// Whether a stream, once opened on a descriptor, needs no process of km's to stay alive

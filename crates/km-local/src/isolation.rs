@@ -4,8 +4,8 @@
 //!
 //! The agent itself runs inside, so every process of the sandbox (first boot, each `sshd -i`,
 //! every command) shares one set of namespaces: a VS Code server started by one ssh session is
-//! reachable from the next, and everything ends when the agent does (bubblewrap's init, the pid
-//! namespace's first process, exits with it, and the kernel then kills the rest).
+//! reachable from the next, and everything ends when the agent does (it is the pid namespace's
+//! first process, so the kernel then kills the rest).
 
 use std::ffi::OsString;
 use std::fs;
@@ -71,12 +71,12 @@ pub struct Launch<'a> {
     pub resolver: Option<PathBuf>,
 }
 
-/// Why bubblewrap cannot isolate a sandbox here, with the fix.
-#[derive(Debug, thiserror::Error)]
+/// Why bubblewrap cannot isolate a sandbox here; [`IsolationError::fixes`] says what to do.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum IsolationError {
     /// No `bwrap`.
     #[error(
-        "local sandboxes run in their own namespaces through bubblewrap, and `bwrap` is not installed (looked in {looked}); install it (`sudo apt install bubblewrap`, or `sudo dnf install bubblewrap`), or set `spec.runtime.isolation: none` in the profile to run the sandbox with your own access"
+        "local sandboxes run in namespaces of their own through bubblewrap, and `bwrap` is not installed (looked in {looked})"
     )]
     Missing {
         /// Where km looked.
@@ -84,7 +84,7 @@ pub enum IsolationError {
     },
     /// `bwrap` is there, but the kernel refuses the namespaces.
     #[error(
-        "this machine does not let an unprivileged process make the sandbox's namespaces (bwrap said: {said}); {fix}, or set `spec.runtime.isolation: none` in the profile to run the sandbox with your own access"
+        "this machine does not let an unprivileged process make a sandbox's namespaces; bwrap said: {said}"
     )]
     Refused {
         /// bubblewrap's own words.
@@ -92,6 +92,20 @@ pub enum IsolationError {
         /// The setting to change.
         fix: String,
     },
+}
+
+impl IsolationError {
+    /// What the operator can do, first the fix, last the opt-out.
+    pub fn fixes(&self) -> Vec<String> {
+        let first = match self {
+            Self::Missing { .. } => "install it: `sudo apt install bubblewrap` (Debian, Ubuntu) or `sudo dnf install bubblewrap` (Fedora); or point KM_BWRAP at one".to_owned(),
+            Self::Refused { fix, .. } => fix.clone(),
+        };
+        vec![
+            first,
+            "or give up the isolation for this sandbox: set `spec.runtime.isolation: none` in its profile (it then runs with your own access)".into(),
+        ]
+    }
 }
 
 /// Finds `bwrap`: `override_path` (from `KM_BWRAP`) if given, else `/usr/bin`, then `PATH`.
@@ -173,15 +187,15 @@ pub fn probe(bwrap: &Path, network: Network) -> Result<(), IsolationError> {
 /// `/proc/sys`), as the command that lifts it.
 pub fn namespace_fix(sysctl: &dyn Fn(&str) -> Option<String>) -> String {
     if sysctl("kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
-        return "AppArmor restricts unprivileged user namespaces here: allow them with `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (or give bwrap an AppArmor profile that permits `userns`)".into();
+        return "AppArmor restricts unprivileged user namespaces here; allow them: `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (or give bwrap an AppArmor profile that permits `userns`)".into();
     }
     if sysctl("kernel/unprivileged_userns_clone").as_deref() == Some("0") {
-        return "the kernel turns unprivileged user namespaces off: turn them on with `sudo sysctl -w kernel.unprivileged_userns_clone=1`".into();
+        return "the kernel turns unprivileged user namespaces off; turn them on: `sudo sysctl -w kernel.unprivileged_userns_clone=1`".into();
     }
     if sysctl("user/max_user_namespaces").as_deref() == Some("0") {
-        return "the kernel allows no user namespaces: raise the limit with `sudo sysctl -w user.max_user_namespaces=15000`".into();
+        return "the kernel allows no user namespaces; raise the limit: `sudo sysctl -w user.max_user_namespaces=15000`".into();
     }
-    "user namespaces may be off in this kernel or blocked by a container runtime: check `sysctl user.max_user_namespaces` and the container's seccomp profile".into()
+    "user namespaces may be off in this kernel, used up, or blocked by a container runtime; check `sysctl user.max_user_namespaces` and, inside a container, its seccomp profile".into()
 }
 
 /// What of `etc` the sandbox may not read: whatever not every user of this machine may read
@@ -254,7 +268,14 @@ pub fn bwrap_args(launch: &Launch<'_>) -> Vec<OsString> {
     let mut args = Args::default();
     let uid = INSIDE_UID.to_string();
     args.push(["--unshare-user", "--uid", &uid, "--gid", &uid]);
-    args.push(["--unshare-pid", "--unshare-ipc", "--unshare-uts"]);
+    // The agent is the pid namespace's first process: when it ends, however it ends, the
+    // kernel ends every other process of the sandbox.
+    args.push([
+        "--unshare-pid",
+        "--as-pid-1",
+        "--unshare-ipc",
+        "--unshare-uts",
+    ]);
     args.push(["--hostname", launch.id]);
     if launch.config.network == Network::None {
         args.push(["--unshare-net"]);
@@ -319,6 +340,9 @@ pub fn bwrap_args(launch: &Launch<'_>) -> Vec<OsString> {
             args.push_paths("--ro-bind", tool, tool);
         }
     }
+    // The root itself is a fresh tmpfs: read-only, so the home, /tmp and /var/tmp are the
+    // only places a sandbox writes.
+    args.push(["--remount-ro", "/"]);
     args.push([
         "--chdir",
         INSIDE_HOME,

@@ -16,13 +16,18 @@ use std::time::{Duration, Instant};
 use km_core::atomic_file::ensure_private_dir;
 use km_core::id::SandboxId;
 use km_core::paths::KmPaths;
-use km_core::platform::{ExecOutput, Platform, PlatformError, ProvisionRequest, StreamSession};
+use km_core::platform::{
+    Boundary, ExecOutput, HealthCheck, Platform, PlatformError, ProvisionRequest, StreamSession,
+};
+use km_core::profile::{Isolation, Network, Runtime};
 use km_core::record::SandboxRecord;
 use km_core::userdata::Target;
 
 use crate::agent::AgentConfig;
 use crate::client::AgentClient;
-use crate::isolation::{self, INSIDE_HOME, INSIDE_PATH, INSIDE_USER, IsolationConfig, Launch};
+use crate::isolation::{
+    self, INSIDE_HOME, INSIDE_PATH, INSIDE_USER, IsolationConfig, IsolationError, Launch,
+};
 use crate::layout::SandboxLayout;
 use crate::process_tree;
 use crate::protocol::{Reply, recv_reply};
@@ -43,7 +48,7 @@ pub struct LocalPlatform {
     path_var: String,
     user: String,
     /// bubblewrap, or why it was not found: only isolated sandboxes need it.
-    bwrap: Result<PathBuf, String>,
+    bwrap: Result<PathBuf, IsolationError>,
 }
 
 impl LocalPlatform {
@@ -55,7 +60,7 @@ impl LocalPlatform {
         tools: Result<SshdTools, String>,
         path_var: String,
         user: String,
-        bwrap: Result<PathBuf, String>,
+        bwrap: Result<PathBuf, IsolationError>,
     ) -> Self {
         Self {
             paths,
@@ -79,9 +84,28 @@ impl LocalPlatform {
 
     /// bubblewrap, checked to work here with `config`'s namespaces.
     fn usable_bwrap(&self, config: IsolationConfig) -> Result<PathBuf, PlatformError> {
-        let bwrap = self.bwrap.clone().map_err(PlatformError::Boot)?;
-        isolation::probe(&bwrap, config.network).map_err(|e| PlatformError::Boot(e.to_string()))?;
+        let unsupported = |e: &IsolationError| PlatformError::Unsupported {
+            what: e.to_string(),
+            fixes: e.fixes(),
+        };
+        let bwrap = self.bwrap.as_ref().map_err(unsupported)?.clone();
+        isolation::probe(&bwrap, config.network).map_err(|e| unsupported(&e))?;
         Ok(bwrap)
+    }
+
+    /// How a sandbox with `runtime` is isolated; refused when its settings contradict.
+    fn isolation_for(runtime: &Runtime) -> Result<Option<IsolationConfig>, PlatformError> {
+        match (
+            runtime.isolation.unwrap_or_default(),
+            runtime.network.unwrap_or_default(),
+        ) {
+            (Isolation::Namespaces, network) => Ok(Some(IsolationConfig { network })),
+            (Isolation::None, Network::Host) => Ok(None),
+            (Isolation::None, Network::None) => Err(PlatformError::Unsupported {
+                what: "`network: none` needs the sandbox's own namespaces, and the profile says `isolation: none`".into(),
+                fixes: vec!["remove `isolation: none` from the profile, or `network: none`".into()],
+            }),
+        }
     }
 
     /// The command that starts the agent: km itself, or bubblewrap starting km inside the
@@ -112,10 +136,8 @@ impl LocalPlatform {
         fs::write(layout.outside().join("group"), isolation::group()).map_err(io)?;
         let hidden = isolation::hidden_in_etc(Path::new("/etc"));
         let resolver = match isolation.network {
-            km_core::profile::Network::Host => {
-                isolation::resolver_outside_etc(Path::new("/etc/resolv.conf"))
-            }
-            km_core::profile::Network::None => None,
+            Network::Host => isolation::resolver_outside_etc(Path::new("/etc/resolv.conf")),
+            Network::None => None,
         };
         let launch = Launch {
             layout: &layout,
@@ -342,25 +364,21 @@ impl Platform for LocalPlatform {
         "local"
     }
 
+    fn preflight(&self, runtime: &Runtime) -> Result<(), PlatformError> {
+        match Self::isolation_for(runtime)? {
+            Some(config) => self.usable_bwrap(config).map(drop),
+            None => Ok(()),
+        }
+    }
+
     fn provision(&self, request: &ProvisionRequest) -> Result<serde_json::Value, PlatformError> {
         let (id, userdata) = (&request.id, &request.userdata);
         let tools = self.tools.clone().map_err(PlatformError::Boot)?;
-        let runtime_isolation = request.runtime.isolation.unwrap_or_default();
-        let network = request.runtime.network.unwrap_or_default();
-        let isolation = match (runtime_isolation, network) {
-            (km_core::profile::Isolation::Namespaces, network) => {
-                let config = IsolationConfig { network };
-                // Refused here, before anything is laid out, with the fix.
-                self.usable_bwrap(config)?;
-                Some(config)
-            }
-            (km_core::profile::Isolation::None, km_core::profile::Network::Host) => None,
-            (km_core::profile::Isolation::None, km_core::profile::Network::None) => {
-                return Err(PlatformError::Boot(
-                    "`network: none` needs the sandbox's own namespaces; remove `isolation: none` from the profile".into(),
-                ));
-            }
-        };
+        let isolation = Self::isolation_for(&request.runtime)?;
+        if let Some(config) = isolation {
+            // Checked again: a manager's machine may differ from where preflight ran.
+            self.usable_bwrap(config)?;
+        }
         let layout = self.layout(id);
         let socket_len = layout.agent_socket().as_os_str().len();
         if socket_len >= MAX_SOCKET_PATH {
@@ -406,8 +424,8 @@ impl Platform for LocalPlatform {
         self.spawn_agent(id)?;
         Ok(serde_json::json!({
             "dir": layout.root(),
-            "isolation": runtime_isolation.to_string(),
-            "network": network.to_string(),
+            "isolation": if isolation.is_some() { Isolation::Namespaces } else { Isolation::None },
+            "network": isolation.map_or(Network::Host, |config| config.network),
         }))
     }
 
@@ -548,6 +566,39 @@ impl Platform for LocalPlatform {
         match self.isolation(&record.id) {
             Some(_) => format!("{INSIDE_HOME}/workspace"),
             None => self.layout(&record.id).workspace().display().to_string(),
+        }
+    }
+
+    fn doctor(&self) -> Vec<HealthCheck> {
+        let outcome = match self.usable_bwrap(IsolationConfig {
+            network: Network::None,
+        }) {
+            Ok(bwrap) => Ok(format!(
+                "{} makes sandboxes' namespaces here (network too)",
+                bwrap.display()
+            )),
+            Err(PlatformError::Unsupported { what, fixes }) => Err(format!(
+                "{what}; {} (needed only for isolated local sandboxes)",
+                fixes.join("; ")
+            )),
+            Err(other) => Err(other.to_string()),
+        };
+        vec![HealthCheck {
+            name: "isolation",
+            outcome,
+        }]
+    }
+
+    fn boundary(&self, record: &SandboxRecord) -> Boundary {
+        // From the record, so that a teammate's km and a stopped sandbox answer alike; a
+        // sandbox made before isolation existed has no such field and ran unisolated.
+        match (
+            record.resources["isolation"].as_str(),
+            record.resources["network"].as_str(),
+        ) {
+            (Some("namespaces"), Some("none")) => Boundary::NamespacesOffline,
+            (Some("namespaces"), _) => Boundary::Namespaces,
+            _ => Boundary::None,
         }
     }
 

@@ -130,6 +130,9 @@ impl From<PlatformError> for CommandError {
             }
             PlatformError::Credentials(_) => Self::of(ErrorKind::Credentials, error.to_string())
                 .hint("sign in again (e.g. `aws sso login`, or set AWS_PROFILE), then run the same km command again"),
+            PlatformError::Unsupported { fixes, .. } => {
+                fixes.iter().fold(Self::user(error.to_string()), |e, fix| e.hint(fix.clone()))
+            }
             _ => Self::user(error.to_string()),
         }
     }

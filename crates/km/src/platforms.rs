@@ -119,8 +119,7 @@ fn local_platform(context: &Context) -> LocalPlatform {
             }
         });
     let bwrap =
-        km_local::isolation::find_bwrap(context.bwrap_override.as_deref(), Some(&context.path_var))
-            .map_err(|e| e.to_string());
+        km_local::isolation::find_bwrap(context.bwrap_override.as_deref(), Some(&context.path_var));
     LocalPlatform::new(
         context.paths.clone(),
         context.km_exe.clone(),

@@ -12,6 +12,8 @@ use std::process::{Command, ExitCode, Stdio};
 use km_core::atomic_file::{TEMP_PREFIX, ensure_private_dir, remove_stale_temps};
 use km_core::id::SandboxId;
 use km_core::known_hosts;
+use km_core::platform::Boundary;
+use km_core::profile::Substrate;
 use km_core::record::{SandboxRecord, SandboxStore, Status};
 use km_core::ssh_config;
 use serde::Serialize;
@@ -157,6 +159,7 @@ pub(crate) fn run(context: &Context, args: &DoctorArgs) -> CommandResult<ExitCod
         )
         .hint("fix what the sandbox list check says, then run `km doctor --fix` again"));
     }
+    platform_health(context, &mut report);
     modes(context, &mut report, args.fix);
     temps(context, &mut report, args.fix);
     match crate::manager::status(context) {
@@ -241,6 +244,19 @@ fn tools(context: &Context, report: &mut Report) {
             format!("{} (needed only to boot local sandboxes)", e.message),
             None,
         ),
+    }
+}
+
+/// What the local platform needs beyond sshd (bubblewrap and user namespaces).
+fn platform_health(context: &Context, report: &mut Report) {
+    let Ok(local) = platforms::platform_for_substrate(context, Substrate::Local) else {
+        return;
+    };
+    for check in local.doctor() {
+        match check.outcome {
+            Ok(found) => report.ok(check.name, found),
+            Err(wrong) => report.problem(check.name, wrong, None),
+        }
     }
 }
 
@@ -704,6 +720,15 @@ fn sandboxes(
             );
             continue;
         };
+        if platform.boundary(record) == Boundary::None {
+            report.ok(
+                "isolation",
+                format!(
+                    "{} is not isolated: it runs with your own access (`isolation: none`, or made by an older km); recreate it to isolate it",
+                    record.id
+                ),
+            );
+        }
         let alive = platform.is_running(record);
         if record.status == Status::Running && !alive {
             report.problem(

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use km_core::platform::Boundary;
 use km_core::record::{SandboxRecord, Status};
 use km_local::process_tree::ProcessIdentity;
 
@@ -65,14 +66,17 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
             .push(record);
     }
     let mut running: HashMap<String, bool> = HashMap::new();
+    let mut boundaries: HashMap<String, Boundary> = HashMap::new();
     for group in by_platform.values() {
         let Ok(platform) = platforms::platform_for(context, group[0]) else {
             continue;
         };
         for (record, runs) in group.iter().zip(platform.running_states(group)) {
             running.insert(record.id.to_string(), runs);
+            boundaries.insert(record.id.to_string(), platform.boundary(record));
         }
     }
+    let boundary = |record: &SandboxRecord| boundaries.get(record.id.as_str()).copied();
     let rows: Vec<(SandboxRecord, Status)> = records
         .into_iter()
         .map(|record| {
@@ -106,6 +110,7 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
                     "created_at": humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(record.created_at)).to_string(),
                     "vscode_enabled": record.vscode_enabled,
                     "key_fingerprint": record.key_fingerprint,
+                    "isolation": boundary(record),
                 })
             })
             .collect();
@@ -139,8 +144,12 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
             (None, true) => " 🔒".to_owned(),
             (None, false) => String::new(),
         };
+        let exposed = match boundary(record) {
+            Some(Boundary::None) => "  ⚠ not isolated: runs with your own access",
+            _ => "",
+        };
         out.push_str(&format!(
-            "{:<4} {:<22} {:<20} {:<9} {:<8} {:<14} {:>5}{lock}\n",
+            "{:<4} {:<22} {:<20} {:<9} {:<8} {:<14} {:>5}{lock}{exposed}\n",
             record.number,
             record.id.as_str(),
             alias,

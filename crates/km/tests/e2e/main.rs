@@ -7,6 +7,7 @@ mod connections;
 mod doctor;
 mod hardening;
 mod interrupts;
+mod isolation;
 mod lifecycle;
 mod remote;
 mod revoke;

@@ -367,15 +367,23 @@ pub(crate) fn pid_namespace(env: &TestEnv, id: &str) -> PathBuf {
     std::fs::read_link(format!("/proc/{}/ns/pid", agent_pid(env, id))).unwrap()
 }
 
-/// Processes in pid namespace `namespace`, with their command lines, as this machine sees
-/// them (PIDs inside the sandbox differ).
+/// Processes running in pid namespace `namespace`, with their command lines, as this machine
+/// sees them (PIDs inside the sandbox differ). A zombie runs nothing and is left out: one that
+/// has exited waits only for its parent outside to collect its status.
 pub(crate) fn processes_in(namespace: &Path) -> Vec<(i32, String)> {
+    let zombie = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rfind(')')
+                .is_some_and(|end| stat[end + 1..].trim_start().starts_with('Z'))
+        })
+    };
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
             std::fs::read_link(format!("/proc/{pid}/ns/pid")).is_ok_and(|ns| ns == namespace)
         })
+        .filter(|&pid| !zombie(pid))
         .filter_map(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             Some((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")))

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use km_core::keys::{fingerprint_of_file, fingerprint_of_line, key_material};
+use km_core::platform::Boundary;
 use serde::Serialize;
 
 use crate::cli::VscodeStatusArgs;
@@ -148,6 +149,19 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
         }
         None => format!("no Host entry yet: km vscode start {id} [--proxy]"),
     };
+    // Said, never failed: an unisolated sandbox is a choice its profile made.
+    let boundary = match platform.boundary(&record) {
+        Boundary::Machine => "a machine of its own".to_owned(),
+        Boundary::Namespaces => "namespaces of its own on this machine".to_owned(),
+        Boundary::NamespacesOffline => {
+            "namespaces of its own on this machine, no network but loopback".to_owned()
+        }
+        Boundary::None => format!(
+            "⚠ none: it runs with your own access (its profile says `isolation: none`, or an older km made it); to isolate it, recreate it: km destroy {id} --yes && km create {}",
+            record.profile_path
+        ),
+    };
+    checks.push(check("isolation", true, boundary));
     checks.push(check(ENTRY_CHECK, true, mode));
     let failed = checks.iter().filter(|c| !c.ok).count();
     if args.json {
