@@ -30,7 +30,7 @@ apt_install() {
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "error: these are missing and this is not a Debian/Ubuntu machine: $*" >&2
     echo "hint: install their equivalents with your package manager (OpenSSH's client and server," >&2
-    echo "      shellcheck, util-linux, python3 with pip), then run this again" >&2
+    echo "      bubblewrap, shellcheck, util-linux, python3 with pip), then run this again" >&2
     exit 1
   fi
   echo "Installing with apt: $*" >&2
@@ -47,21 +47,22 @@ apt_install() {
   if [ "$policy_added" = 1 ]; then as_root rm -f /usr/sbin/policy-rc.d; fi
 }
 
-# OpenSSH's client and server: what the local platform runs.
+# OpenSSH's client and server, and bubblewrap: what the local platform runs.
 ensure_openssh() {
   local packages
   mapfile -t packages < <(missing_packages ssh=openssh-client ssh-keygen=openssh-client \
-    scp=openssh-client sftp=openssh-client /usr/sbin/sshd=openssh-server)
+    scp=openssh-client sftp=openssh-client /usr/sbin/sshd=openssh-server bwrap=bubblewrap)
   [ -z "${packages[*]-}" ] || apt_install "${packages[@]}"
 }
 
-# Everything the test suite uses besides Rust: OpenSSH, shellcheck, util-linux (unshare,
-# mount, setpriv), coreutils' mkfifo and sha256sum, binutils' objdump, python3 with moto's
-# server and boto3.
+# Everything the test suite uses besides Rust: OpenSSH, bubblewrap, shellcheck, util-linux
+# (unshare, mount, setpriv, runuser), useradd, coreutils' mkfifo and sha256sum, binutils'
+# objdump, python3 with moto's server and boto3.
 ensure_test_tools() {
   local packages
   mapfile -t packages < <(missing_packages ssh=openssh-client ssh-keygen=openssh-client \
     scp=openssh-client sftp=openssh-client /usr/sbin/sshd=openssh-server \
+    bwrap=bubblewrap runuser=util-linux useradd=passwd \
     shellcheck=shellcheck unshare=util-linux setpriv=util-linux mount=mount \
     mkfifo=coreutils sha256sum=coreutils perl=perl python3=python3 bash=bash \
     objdump=binutils)

@@ -252,3 +252,79 @@ echo \"$@\" > '{}'
     );
     env.destroy(&id);
 }
+
+#[test]
+fn a_sandbox_without_network_gets_the_server_without_being_asked() {
+    let mut env = TestEnv::new();
+    let home = env.home().to_path_buf();
+    let offline = home.join("offline.yaml");
+    std::fs::write(
+        &offline,
+        "metadata:\n  name: offline\nspec:\n  runtime:\n    network: none\n",
+    )
+    .unwrap();
+    let id = env
+        .ok(&["create", offline.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    env.track(&id);
+    let online = env.create("default", None);
+
+    // No editor to match and nothing cached: start warns, names why, and still writes the entry.
+    let started = env
+        .command(&["vscode", "start", &id, "--proxy"])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&started.stderr);
+    assert!(started.status.success(), "{said}");
+    assert!(said.contains("has no network (`network: none`)"), "{said}");
+    assert!(
+        said.contains("warning: the VS Code server was not placed")
+            && said.contains("code --version"),
+        "{said}"
+    );
+
+    const G: &str = "5555555555555555555555555555555555555555";
+    let cache = home.join(".km/cache/vscode-server");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::copy(
+        stand_in(&home, "offline", arch(), G),
+        cache.join(format!("vscode-server-linux-{}-{G}.tar.gz", arch())),
+    )
+    .unwrap();
+    let editor = home.join("code");
+    std::fs::write(
+        &editor,
+        format!("#!/bin/sh\nif [ \"$1\" = --version ]; then echo 1.99.2; echo {G}; fi\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let open = |sandbox: &str| {
+        let run = env.run(&[
+            "vscode",
+            "open",
+            sandbox,
+            "--editor",
+            editor.to_str().unwrap(),
+        ]);
+        let said = String::from_utf8_lossy(&run.stderr).into_owned();
+        assert!(run.status.success(), "{said}");
+        said
+    };
+    let said = open(&id);
+    assert!(said.contains("km places it"), "{said}");
+    assert!(
+        in_sandbox(&env, &id, "ls ~/.vscode-server/bin").contains(G),
+        "placed without --place-server"
+    );
+    // A sandbox with a network downloads its own, as Remote-SSH does: km leaves it alone.
+    let said = open(&online);
+    assert!(!said.contains("km places it"), "{said}");
+    assert_eq!(
+        in_sandbox(&env, &online, "ls ~/.vscode-server 2>/dev/null | wc -l").trim(),
+        "0"
+    );
+    env.destroy(&id);
+    env.destroy(&online);
+}

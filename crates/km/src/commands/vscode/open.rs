@@ -23,14 +23,13 @@ pub(crate) fn run(context: &Context, args: &VscodeOpenArgs) -> CommandResult<Exi
     let id = &record.id;
     let platform = platforms::platform_for(context, &record)?;
     ready_for_ssh(context, store.as_ref(), platform.as_ref(), &record)?;
-    if args.place_server {
-        super::server::place(
-            context,
-            platform.as_ref(),
-            &record,
-            &super::server::Wanted::of_editor(&args.editor),
-        )?;
-    }
+    super::server::place_before_connecting(
+        context,
+        platform.as_ref(),
+        &record,
+        args.place_server,
+        &args.editor,
+    )?;
     let usable = match entry_transport(context, id) {
         Some(Transport::Port(port)) => TcpStream::connect(("127.0.0.1", port)).is_ok(),
         Some(Transport::Proxy { .. }) => true,

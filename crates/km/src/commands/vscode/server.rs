@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
-use km_core::platform::Platform;
+use km_core::platform::{Boundary, Platform};
 use km_core::record::SandboxRecord;
 use km_core::userdata::shell_quote;
 use km_core::vscode_server::{
@@ -162,6 +162,37 @@ fn send(
         Err(_) => Err(CommandError::user("the copy of the server tarball stopped")
             .cause("what reached the sandbox is removed there: nothing was placed")),
     }
+}
+
+/// What `km vscode start` and `open` do about the server: place it when asked
+/// (`--place-server`, failing as `km vscode server` does), and on their own, with a notice,
+/// when the sandbox has no network to download it with; there a failure only warns, since the
+/// Host entry is still worth writing for plain ssh.
+pub(crate) fn place_before_connecting(
+    context: &Context,
+    platform: &dyn Platform,
+    record: &SandboxRecord,
+    asked: bool,
+    editor: &str,
+) -> CommandResult<()> {
+    let wanted = Wanted::of_editor(editor);
+    if asked {
+        return place(context, platform, record, &wanted);
+    }
+    if platform.boundary(record) != Boundary::NamespacesOffline {
+        return Ok(());
+    }
+    ui::status(&format!(
+        "Sandbox {} has no network (`network: none`), so VS Code cannot download its server there: km places it",
+        record.id
+    ));
+    if let Err(error) = place(context, platform, record, &wanted) {
+        ui::warn(&format!(
+            "the VS Code server was not placed, so Remote-SSH will stall installing it: {}",
+            error.one_line()
+        ));
+    }
+    Ok(())
 }
 
 /// Places the server `wanted` names in the sandbox, unless it is there already.

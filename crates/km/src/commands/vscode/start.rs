@@ -57,14 +57,13 @@ pub(crate) fn run(context: &Context, args: &VscodeStartArgs) -> CommandResult<Ex
         .map_or(port, |address| address.port());
     let platform = platforms::platform_for(context, &record)?;
     ready_for_ssh(context, store.as_ref(), platform.as_ref(), &record)?;
-    if args.place_server {
-        super::server::place(
-            context,
-            platform.as_ref(),
-            &record,
-            &super::server::Wanted::of_editor("code"),
-        )?;
-    }
+    super::server::place_before_connecting(
+        context,
+        platform.as_ref(),
+        &record,
+        args.place_server,
+        "code",
+    )?;
     let transport = match listener {
         Some(_) => Transport::Port(port),
         None => Transport::Proxy {
