@@ -9,9 +9,13 @@ set -euo pipefail
 BENCHES="$(cd "$(dirname "$0")" && pwd)"
 KM="$(realpath "${1:-target/release/km}")"
 ROUNDS="${2:-30}"
-PROFILE="$(realpath "$(dirname "$0")/../profiles/default.yaml")"
 HOME="$(mktemp -d /tmp/km-bench.XXXXXX)"
 export HOME
+# `isolation: none`: the pipes and listening modes run the sandbox's sshd config outside the
+# sandbox, where an isolated sandbox's paths (/run/km/...) do not exist. benches/isolation.sh
+# sets isolated and unisolated sandboxes side by side.
+PROFILE="$HOME/unisolated.yaml"
+printf 'metadata:\n  name: unisolated\nspec:\n  runtime:\n    isolation: none\n' > "$PROFILE"
 cleanup() {
   [ -n "${SSHD_CLIENT:-}" ] && kill "$SSHD_CLIENT" 2>/dev/null
   [ -n "${ECHO:-}" ] && kill "$ECHO" 2>/dev/null
