@@ -4,22 +4,15 @@ use std::process::ExitCode;
 
 use crate::cli::DestroyArgs;
 use crate::context::Context;
-use crate::error::{CommandError, CommandResult};
+use crate::error::CommandResult;
 use crate::ops::operator_state::forget_operator_state;
-use crate::platforms;
+use crate::ops::sandbox_handle::SandboxHandle;
 use crate::ui;
 
 pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCode> {
-    let store = platforms::open_store(context)?;
-    let record = context.resolve(store.as_ref(), &args.sandbox)?;
-    let id = &record.id;
-    if record.locked && !args.force {
-        return Err(CommandError::user(format!(
-            "sandbox {id} is locked by {}",
-            super::lifecycle::lock_description(&record)
-        ))
-        .hint(format!("km unlock {id}, or pass --force")));
-    }
+    let sandbox = SandboxHandle::open(context, &args.sandbox)?;
+    let id = sandbox.id();
+    sandbox.ensure_unlocked(args.force)?;
     if !args.yes
         && !ui::confirm_or_refuse(
             &format!("Destroy sandbox {id} and its keys?"),
@@ -32,10 +25,9 @@ pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCo
     if args.remote {
         return crate::manager::destroy_remote(context, args, id);
     }
-    let platform = platforms::platform_for(context, &record)?;
-    platform.destroy(&record)?;
+    sandbox.platform()?.destroy(&sandbox.record)?;
     forget_operator_state(context, id)?;
-    store.delete(id)?;
+    sandbox.store.delete(id)?;
     ui::status(&format!(
         "✓ Sandbox {id} destroyed (keys, ssh config entry and host key pin removed)"
     ));

@@ -1,20 +1,20 @@
 //! `km stop`, `km resume`, `km lock`, `km unlock`.
 
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use km_core::record::{LockHolder, SandboxRecord, Status};
+use km_core::record::{LockHolder, Status};
 
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
-use crate::platforms;
+use crate::ops::sandbox_handle::{SandboxHandle, lock_description};
 use crate::ui;
 
 pub(crate) fn stop(context: &Context, reference: &str) -> CommandResult<ExitCode> {
-    let store = platforms::open_store(context)?;
-    let record = context.resolve(store.as_ref(), reference)?;
-    platforms::platform_for(context, &record)?.stop(&record)?;
-    store.set_status(&record.id, Status::Stopped)?;
+    let sandbox = SandboxHandle::open(context, reference)?;
+    let record = &sandbox.record;
+    sandbox.platform()?.stop(record)?;
+    sandbox.store.set_status(&record.id, Status::Stopped)?;
     ui::status(&format!(
         "✓ Sandbox {} stopped (resume it with `km resume {}`)",
         record.id, record.id
@@ -23,12 +23,11 @@ pub(crate) fn stop(context: &Context, reference: &str) -> CommandResult<ExitCode
 }
 
 pub(crate) fn resume(context: &Context, reference: &str) -> CommandResult<ExitCode> {
-    let store = platforms::open_store(context)?;
-    let record = context.resolve(store.as_ref(), reference)?;
-    let platform = platforms::platform_for(context, &record)?;
+    let sandbox = SandboxHandle::open(context, reference)?;
+    let (store, record, platform) = (&sandbox.store, &sandbox.record, sandbox.platform()?);
     {
         let _spinner = ui::Spinner::start(&format!("resuming {}", record.id));
-        platform.resume(&record).map_err(|e| {
+        platform.resume(record).map_err(|e| {
             CommandError::user(format!("sandbox {} failed to resume", record.id))
                 .cause(e)
                 .hint(format!(
@@ -42,25 +41,12 @@ pub(crate) fn resume(context: &Context, reference: &str) -> CommandResult<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// `alice@laptop since 2026-11-30T21:49:00Z`, or what is known of an older km's lock.
-pub(crate) fn lock_description(record: &SandboxRecord) -> String {
-    match &record.lock_holder {
-        Some(holder) => format!(
-            "{} since {}",
-            ui::printable(&holder.by),
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(holder.since))
-        ),
-        None => "an older km that did not record who".to_owned(),
-    }
-}
-
 pub(crate) fn set_lock(
     context: &Context,
     reference: &str,
     locked: bool,
 ) -> CommandResult<ExitCode> {
-    let store = platforms::open_store(context)?;
-    let record = context.resolve(store.as_ref(), reference)?;
+    let SandboxHandle { store, record, .. } = SandboxHandle::open(context, reference)?;
     let id = &record.id;
     if locked && record.locked {
         ui::status(&format!(

@@ -19,17 +19,16 @@ use crate::cli::ProxyArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::key_rotation::recover_and_report;
-use crate::platforms;
+use crate::ops::sandbox_handle::SandboxHandle;
 
 pub(crate) fn run(context: &Context, args: &ProxyArgs) -> CommandResult<ExitCode> {
-    let store = platforms::open_store(context)?;
-    let record = context.resolve(store.as_ref(), &args.sandbox)?;
-    let platform = platforms::platform_for(context, &record)?;
+    let sandbox = SandboxHandle::open(context, &args.sandbox)?;
+    let (store, record, platform) = (&sandbox.store, &sandbox.record, sandbox.platform()?);
     // The operator's login waits for a rotation in progress (or a repair after a killed one)
     // and connects only once it is settled, so ssh never offers a stale key. km's own
     // verification logins run while that lock is held, so they never wait for it.
     if !args.settling {
-        recover_and_report(context, store.as_ref(), platform.as_ref(), &record)?;
+        recover_and_report(context, store.as_ref(), platform, record)?;
     }
     if args.fdpass {
         if !platform.streams_outlive_the_caller() {
@@ -42,7 +41,7 @@ pub(crate) fn run(context: &Context, args: &ProxyArgs) -> CommandResult<ExitCode
                 record.id
             )));
         }
-        let ours = platform.ready_stream(&record)?;
+        let ours = platform.ready_stream(record)?;
         pass_descriptor(std::io::stdout().as_raw_fd(), ours.as_raw_fd()).map_err(|e| {
             CommandError::user("cannot hand the connection to ssh")
                 .cause(e)
@@ -57,7 +56,7 @@ pub(crate) fn run(context: &Context, args: &ProxyArgs) -> CommandResult<ExitCode
         .map_err(|e| CommandError::user("cannot set up signal handling").cause(e))?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    let session = platform.open_stream(&record, &[stdin.as_raw_fd(), stdout.as_raw_fd()])?;
+    let session = platform.open_stream(record, &[stdin.as_raw_fd(), stdout.as_raw_fd()])?;
     // Drop our copies, so ssh sees end-of-stream exactly when sshd closes its side.
     let null = File::options()
         .read(true)

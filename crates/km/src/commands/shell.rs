@@ -15,16 +15,15 @@ use crate::cli::ShellArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::key_rotation::settle;
-use crate::platforms;
+use crate::ops::sandbox_handle::SandboxHandle;
 use crate::ssh_client::ssh_command;
 
 pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode> {
-    let store = platforms::open_store(context)?;
-    let record = context.resolve(store.as_ref(), &args.sandbox)?;
-    let platform = platforms::platform_for(context, &record)?;
+    let sandbox = SandboxHandle::open(context, &args.sandbox)?;
+    let (store, record, platform) = (&sandbox.store, &sandbox.record, sandbox.platform()?);
     if args.command.is_empty() {
         if !record.vscode_enabled {
-            if let Some(mut session) = platform.shell_session(&record)? {
+            if let Some(mut session) = platform.shell_session(record)? {
                 let status = session
                     .status()
                     .map_err(|e| CommandError::user("cannot start the shell session").cause(e))?;
@@ -38,12 +37,12 @@ pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode
             ))
             .hint(format!("run a command instead: km shell {} -- <command>", record.id)));
         }
-        settle(context, store.as_ref(), platform.as_ref(), &record)?;
+        settle(context, store.as_ref(), platform, record)?;
         let status = ssh_command(
             context,
             &record.id,
             &context.paths.private_key(&record.id),
-            &platform.login_user(&record),
+            &platform.login_user(record),
         )
         .map_err(|why| CommandError::user("cannot build the ssh command line").cause(why))?
         .arg("-t")
@@ -56,12 +55,12 @@ pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode
     }
     // A stopped sandbox is refused at once: on EC2, SSM would accept the command and hold it
     // Pending until its delivery timeout.
-    if !platform.reachable(&record)? {
+    if !platform.reachable(record)? {
         return Err(PlatformError::NotRunning(record.id.clone()).into());
     }
     let script: Vec<String> = args.command.iter().map(|word| shell_quote(word)).collect();
     let exit_code = platform.run_with_stdio(
-        &record,
+        record,
         &script.join(" "),
         [
             std::io::stdin().as_raw_fd(),

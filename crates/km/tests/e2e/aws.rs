@@ -583,13 +583,10 @@ fn the_vscode_workflow_runs_on_an_ec2_sandbox_through_ssm_with_real_ssh() {
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["checks"].as_array().unwrap().len(), 8);
-    let isolation = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "isolation")
-        .unwrap();
-    assert_eq!(isolation["detail"], "a machine of its own");
+    assert_eq!(
+        crate::support::check_detail(&report, "isolation"),
+        "a machine of its own"
+    );
 
     // Rekey: an open session survives, the old key is refused, the new one works.
     let old_key = aws.env.home().join("old-key");

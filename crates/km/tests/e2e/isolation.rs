@@ -362,27 +362,14 @@ fn an_ordinary_user_gets_an_isolated_sandbox_too() {
         assert_eq!(std::fs::metadata(&made).unwrap().uid(), user.uid.as_raw());
         // Real ssh, as the operator, through km proxy.
         let login = as_operator(&home, "ssh")
-            .args([
-                "-F",
-                "none",
-                "-T",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-            ])
-            .arg("-i")
-            .arg(&key)
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile=\"{}\"",
-                home.join(".km/known_hosts").display()
+            .args(crate::support::ssh_via_proxy_args(
+                &home,
+                Path::new(&km),
+                &id,
+                &key,
+                "sandbox",
             ))
-            .arg("-o")
-            .arg(format!("HostKeyAlias=km-{id}"))
-            .arg("-o")
-            .arg(format!("ProxyCommand='{km}' proxy {id}"))
-            .args(["-l", "sandbox", "km-sandbox", "echo logged-in"])
+            .arg("echo logged-in")
             .output()
             .unwrap();
         assert_eq!(

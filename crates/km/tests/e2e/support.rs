@@ -182,30 +182,13 @@ impl TestEnv {
         let mut command = Command::new("ssh");
         command
             .env("HOME", self.home())
-            .args([
-                "-F",
-                "none",
-                "-T",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-            ])
-            .arg("-i")
-            .arg(key)
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile=\"{}\"",
-                self.home().join(".km/known_hosts").display()
+            .args(ssh_via_proxy_args(
+                self.home(),
+                Path::new(KM),
+                id,
+                key,
+                &self.login_user(id),
             ))
-            .arg("-o")
-            .arg(format!("HostKeyAlias=km-{id}"))
-            .args(["-l", &self.login_user(id)])
-            .arg("-o")
-            .arg(format!("ProxyCommand={KM} proxy {id}"))
-            .arg(format!("km-{id}"))
             .stdin(Stdio::null());
         command
     }
@@ -356,6 +339,58 @@ pub(crate) fn agent_pid(env: &TestEnv, id: &str) -> i32 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// ssh's arguments for a login to sandbox `id` as `user` through `km proxy` (`km` the binary,
+/// `home` the operator's HOME), with `key` and the host key km pinned; the host alias last.
+pub(crate) fn ssh_via_proxy_args(
+    home: &Path,
+    km: &Path,
+    id: &str,
+    key: &Path,
+    user: &str,
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-F",
+        "none",
+        "-T",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-i",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(key.display().to_string());
+    args.extend([
+        "-o".into(),
+        format!(
+            "UserKnownHostsFile=\"{}\"",
+            home.join(".km/known_hosts").display()
+        ),
+        "-o".into(),
+        format!("HostKeyAlias=km-{id}"),
+        "-l".into(),
+        user.into(),
+        "-o".into(),
+        // Quoted: ssh runs it through a shell, and a test's km may sit in a path with spaces.
+        format!("ProxyCommand='{}' proxy {id}", km.display()),
+        format!("km-{id}"),
+    ]);
+    args
+}
+
+/// The detail of the check named `name` in a `km vscode status --json` report.
+pub(crate) fn check_detail<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    &report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {report}"))["detail"]
 }
 
 /// The user a local sandbox's ssh logs in as: its own, inside its namespaces.

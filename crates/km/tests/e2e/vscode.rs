@@ -160,13 +160,10 @@ fn status_checks_key_match_and_rekey_rotates_without_dropping_open_sessions() {
     assert!(status.status.success(), "{status:?}");
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(report["checks"].as_array().unwrap().len(), 8);
-    let isolation = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "isolation")
-        .unwrap();
-    assert_eq!(isolation["detail"], "namespaces of its own on this machine");
+    assert_eq!(
+        crate::support::check_detail(&report, "isolation"),
+        "namespaces of its own on this machine"
+    );
 
     let old_key = env.home().join("old-key");
     std::fs::copy(env.key(&id), &old_key).unwrap();

@@ -9,7 +9,7 @@ use km_core::remote_script::Probe;
 use crate::cli::VscodeKeysArgs;
 use crate::context::Context;
 use crate::error::CommandResult;
-use crate::platforms;
+use crate::ops::sandbox_handle::SandboxHandle;
 use crate::ui;
 
 use super::{MachineKey, probe_running, problem_error, require_enabled};
@@ -99,15 +99,15 @@ pub(super) fn installed_keys(
 pub(super) const UNREADABLE: &str = "unreadable";
 
 pub(crate) fn run(context: &Context, args: &VscodeKeysArgs) -> CommandResult<ExitCode> {
-    let store = platforms::open_store(context)?;
-    let record = context.resolve(store.as_ref(), &args.sandbox)?;
-    require_enabled(&record)?;
+    let sandbox = SandboxHandle::open(context, &args.sandbox)?;
+    let record = &sandbox.record;
+    require_enabled(record)?;
     let id = &record.id;
-    let found = probe_running(context, &record)?;
+    let found = probe_running(&sandbox)?;
     if found.authorized_keys.is_none()
         && let Some(problem) = found.problem()
     {
-        return Err(problem_error(&record, problem));
+        return Err(problem_error(record, problem));
     }
     let keys = installed_keys(id, &found, &MachineKey::of(context, id)?);
     if args.json {

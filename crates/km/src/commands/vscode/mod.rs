@@ -20,7 +20,7 @@ use crate::cli::VscodeCommand;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::ops::probe::{pin_if_unpinned, probe};
-use crate::platforms;
+use crate::ops::sandbox_handle::{SandboxHandle, ensure_running};
 
 pub(crate) fn dispatch(context: &Context, command: VscodeCommand) -> CommandResult<ExitCode> {
     match command {
@@ -69,13 +69,7 @@ fn ready_for_ssh(
             "bootstrap a new key on this machine: km vscode rekey {id}"
         )));
     }
-    if !platform.is_running(record) {
-        return Err(CommandError::of(
-            crate::error::ErrorKind::NotRunning,
-            format!("sandbox {id} is not running"),
-        )
-        .hint(format!("km resume {id}")));
-    }
+    ensure_running(platform, record)?;
     let found = probe(platform, record)?;
     if let Some(problem) = found.problem() {
         return Err(problem_error(record, problem));
@@ -86,17 +80,9 @@ fn ready_for_ssh(
 }
 
 /// The probe of a sandbox that must be running (for `keys` and `revoke`).
-fn probe_running(context: &Context, record: &SandboxRecord) -> CommandResult<Probe> {
-    let id = &record.id;
-    let platform = platforms::platform_for(context, record)?;
-    if !platform.is_running(record) {
-        return Err(CommandError::of(
-            crate::error::ErrorKind::NotRunning,
-            format!("sandbox {id} is not running"),
-        )
-        .hint(format!("km resume {id}")));
-    }
-    probe(platform.as_ref(), record)
+fn probe_running(sandbox: &SandboxHandle<'_>) -> CommandResult<Probe> {
+    sandbox.ensure_running()?;
+    probe(sandbox.platform()?, &sandbox.record)
 }
 
 /// Turns a probe problem into its own message and next command.

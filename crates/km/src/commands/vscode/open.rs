@@ -10,23 +10,23 @@ use std::process::{Command, ExitCode, Stdio};
 use crate::cli::VscodeOpenArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
-use crate::platforms;
+use crate::ops::sandbox_handle::SandboxHandle;
 use crate::ssh_entries::{self, Transport, entry_transport};
 use crate::ui;
 
 use super::{ready_for_ssh, require_enabled};
 
 pub(crate) fn run(context: &Context, args: &VscodeOpenArgs) -> CommandResult<ExitCode> {
-    let store = platforms::open_store(context)?;
-    let record = context.resolve(store.as_ref(), &args.sandbox)?;
-    require_enabled(&record)?;
+    let sandbox = SandboxHandle::open(context, &args.sandbox)?;
+    let (store, record) = (&sandbox.store, &sandbox.record);
+    require_enabled(record)?;
     let id = &record.id;
-    let platform = platforms::platform_for(context, &record)?;
-    ready_for_ssh(context, store.as_ref(), platform.as_ref(), &record)?;
+    let platform = sandbox.platform()?;
+    ready_for_ssh(context, store.as_ref(), platform, record)?;
     super::server::place_before_connecting(
         context,
-        platform.as_ref(),
-        &record,
+        platform,
+        record,
         args.place_server,
         &args.editor,
     )?;
@@ -39,7 +39,7 @@ pub(crate) fn run(context: &Context, args: &VscodeOpenArgs) -> CommandResult<Exi
         let transport = Transport::Proxy {
             fdpass: platform.streams_outlive_the_caller(),
         };
-        let entry = ssh_entries::host_entry(context, id, transport, &platform.login_user(&record))?;
+        let entry = ssh_entries::host_entry(context, id, transport, &platform.login_user(record))?;
         ssh_entries::upsert_host(context, &entry)?;
         ui::status(&format!(
             "✓ Updated ~/.ssh/config (Host: {}, proxy mode: no tunnel needed)",
@@ -49,7 +49,7 @@ pub(crate) fn run(context: &Context, args: &VscodeOpenArgs) -> CommandResult<Exi
     let folder = args
         .folder
         .clone()
-        .unwrap_or_else(|| platform.workspace_path(&record));
+        .unwrap_or_else(|| platform.workspace_path(record));
     let folder = if folder.starts_with('/') {
         folder
     } else {

@@ -22,7 +22,7 @@ use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::interrupts::{INTERRUPTED_EXIT, Interrupts};
 use crate::key_rotation::{self, KeyFiles, settle};
-use crate::platforms;
+use crate::ops::sandbox_handle::SandboxHandle;
 use crate::ssh_client::verify_login;
 use crate::ui;
 
@@ -31,34 +31,21 @@ use super::{MachineKey, pin_if_unpinned, probe, problem_error, require_enabled};
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<ExitCode> {
-    let store = platforms::open_store(context)?;
-    let record = context.resolve(store.as_ref(), &args.sandbox)?;
-    require_enabled(&record)?;
+    let sandbox = SandboxHandle::open(context, &args.sandbox)?;
+    let (store, record) = (&sandbox.store, &sandbox.record);
+    require_enabled(record)?;
     let id = record.id.clone();
-    let platform = platforms::platform_for(context, &record)?;
-
-    if !platform.is_running(&record) {
-        return Err(CommandError::of(
-            crate::error::ErrorKind::NotRunning,
-            format!("sandbox {id} is not running"),
-        )
-        .hint(format!("km resume {id}")));
-    }
+    let platform = sandbox.platform()?;
+    sandbox.ensure_running()?;
     ui::status(&format!("✓ Sandbox {id} running"));
-    if record.locked && !args.force {
-        return Err(CommandError::user(format!(
-            "sandbox {id} is locked by {}",
-            crate::commands::lifecycle::lock_description(&record)
-        ))
-        .hint(format!("km unlock {id}, or pass --force")));
-    }
-    let found = probe(platform.as_ref(), &record)?;
+    sandbox.ensure_unlocked(args.force)?;
+    let found = probe(platform, record)?;
     if let Some(problem) = found.problem() {
-        return Err(problem_error(&record, problem));
+        return Err(problem_error(record, problem));
     }
     ui::status("✓ Pre-flight check passed");
-    settle(context, store.as_ref(), platform.as_ref(), &record)?;
-    pin_if_unpinned(context, &record, &found)?;
+    settle(context, store.as_ref(), platform, record)?;
+    pin_if_unpinned(context, record, &found)?;
 
     let files = KeyFiles::of(context, &id);
     let old_fingerprint = fingerprint_of_file(&files.public).ok();
@@ -105,10 +92,10 @@ pub(crate) fn run(context: &Context, args: &VscodeRekeyArgs) -> CommandResult<Ex
     ));
 
     let old_line = mine.installed(&found).map(str::to_owned);
-    if let Err(error) = push_and_verify(context, platform.as_ref(), &record, &mine, &new_line) {
+    if let Err(error) = push_and_verify(context, platform, record, &mine, &new_line) {
         return Err(roll_back(
-            platform.as_ref(),
-            &record,
+            platform,
+            record,
             &files,
             &mine,
             old_line.as_deref(),

@@ -11,7 +11,7 @@ use km_core::remote_script::{parse_revoke, revoke_key_script};
 use crate::cli::VscodeRevokeArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
-use crate::platforms;
+use crate::ops::sandbox_handle::SandboxHandle;
 use crate::ui;
 
 use super::keys::installed_keys;
@@ -20,12 +20,12 @@ use super::{MachineKey, probe_running, require_enabled};
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub(crate) fn run(context: &Context, args: &VscodeRevokeArgs) -> CommandResult<ExitCode> {
-    let store = platforms::open_store(context)?;
-    let record = context.resolve(store.as_ref(), &args.sandbox)?;
-    require_enabled(&record)?;
+    let sandbox = SandboxHandle::open(context, &args.sandbox)?;
+    let record = &sandbox.record;
+    require_enabled(record)?;
     let id = &record.id;
-    let platform = platforms::platform_for(context, &record)?;
-    let found = probe_running(context, &record)?;
+    let platform = sandbox.platform()?;
+    let found = probe_running(&sandbox)?;
     let keys = installed_keys(id, &found, &MachineKey::of(context, id)?);
     let chosen: Vec<_> = keys
         .iter()
@@ -74,8 +74,8 @@ pub(crate) fn run(context: &Context, args: &VscodeRevokeArgs) -> CommandResult<E
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let script = revoke_key_script(&key.exact_lines, &blob, &platform.sessions_root(&record));
-    let output = platform.exec(&record, &script, REVOKE_TIMEOUT)?;
+    let script = revoke_key_script(&key.exact_lines, &blob, &platform.sessions_root(record));
+    let output = platform.exec(record, &script, REVOKE_TIMEOUT)?;
     let report = parse_revoke(&output.stdout);
     let Some(remaining) = report.remaining.as_ref().filter(|_| output.exit_code == 0) else {
         return Err(CommandError::user(format!(

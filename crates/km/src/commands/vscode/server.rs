@@ -16,7 +16,7 @@ use km_core::vscode_server::{
 use crate::cli::VscodeServerArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult, io_at};
-use crate::platforms;
+use crate::ops::sandbox_handle::SandboxHandle;
 use crate::ssh_client::ssh_command;
 use crate::ui;
 
@@ -46,18 +46,18 @@ impl Wanted {
 }
 
 pub(crate) fn run(context: &Context, args: &VscodeServerArgs) -> CommandResult<ExitCode> {
-    let store = platforms::open_store(context)?;
-    let record = context.resolve(store.as_ref(), &args.sandbox)?;
-    require_enabled(&record)?;
-    let platform = platforms::platform_for(context, &record)?;
-    ready_for_ssh(context, store.as_ref(), platform.as_ref(), &record)?;
+    let sandbox = SandboxHandle::open(context, &args.sandbox)?;
+    let (store, record) = (&sandbox.store, &sandbox.record);
+    require_enabled(record)?;
+    let platform = sandbox.platform()?;
+    ready_for_ssh(context, store.as_ref(), platform, record)?;
     let wanted = Wanted {
         commit: args.commit.clone(),
         from: args.from.clone(),
         arch: args.arch,
         editor: args.editor.clone(),
     };
-    place(context, platform.as_ref(), &record, &wanted)?;
+    place(context, platform, record, &wanted)?;
     Ok(ExitCode::SUCCESS)
 }
 

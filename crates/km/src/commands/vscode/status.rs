@@ -10,7 +10,7 @@ use crate::cli::VscodeStatusArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::key_rotation::settle;
-use crate::platforms;
+use crate::ops::sandbox_handle::SandboxHandle;
 use crate::ssh_client::verify_login;
 use crate::ssh_entries::{Transport, entry_transport, pinned_host_key};
 use crate::ui;
@@ -36,13 +36,13 @@ fn check(name: &'static str, ok: bool, detail: impl Into<String>) -> Check {
 }
 
 pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<ExitCode> {
-    let store = platforms::open_store(context)?;
-    let record = context.resolve(store.as_ref(), &args.sandbox)?;
-    require_enabled(&record)?;
+    let sandbox = SandboxHandle::open(context, &args.sandbox)?;
+    let (store, record) = (&sandbox.store, &sandbox.record);
+    require_enabled(record)?;
     let id = &record.id;
-    let platform = platforms::platform_for(context, &record)?;
+    let platform = sandbox.platform()?;
     let mut checks = Vec::new();
-    let running = platform.is_running(&record);
+    let running = platform.is_running(record);
     checks.push(check(
         "sandbox running",
         running,
@@ -53,8 +53,8 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
         },
     ));
     if running {
-        settle(context, store.as_ref(), platform.as_ref(), &record)?;
-        let found = probe(platform.as_ref(), &record)?;
+        settle(context, store.as_ref(), platform, record)?;
+        let found = probe(platform, record)?;
         checks.push(check(
             "sshd available",
             found.sshd_active,
@@ -125,7 +125,7 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
             context,
             id,
             &context.paths.private_key(id),
-            &platform.login_user(&record),
+            &platform.login_user(record),
         );
         checks.push(match login {
             Ok(()) => check(
@@ -150,7 +150,7 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
         None => format!("no Host entry yet: km vscode start {id} [--proxy]"),
     };
     // Said, never failed: an unisolated sandbox is a choice its profile made.
-    let boundary = match platform.boundary(&record) {
+    let boundary = match platform.boundary(record) {
         Boundary::Machine => "a machine of its own".to_owned(),
         Boundary::Namespaces => "namespaces of its own on this machine".to_owned(),
         Boundary::NamespacesOffline => {
