@@ -13,7 +13,9 @@ use aws_sdk_ec2::types::{
     IamInstanceProfileSpecification, InstanceStateName, InstanceType, ResourceType, Tag,
     TagSpecification,
 };
-use km_core::platform::{ExecOutput, Platform, PlatformError, ProvisionRequest, StreamSession};
+use km_core::platform::{
+    ExecOutput, Liveness, Platform, PlatformError, ProvisionRequest, StreamSession,
+};
 use km_core::record::SandboxRecord;
 use km_core::userdata::{EC2_FIRST_BOOT_DONE, Target};
 
@@ -721,20 +723,9 @@ impl Platform for Ec2Platform {
         })
     }
 
-    fn is_running(&self, record: &SandboxRecord) -> bool {
-        let Ok(placement) = Self::placement(record) else {
-            return false;
-        };
-        let (ec2, _) = self.clients(&placement.region);
-        block_on(&self.runtime, async {
-            Self::state(&ec2, &placement.instance_id).await
-        })
-        .is_ok_and(|state| state == Some(InstanceStateName::Running))
-    }
-
-    fn running_states(&self, records: &[&SandboxRecord]) -> Vec<bool> {
+    fn states(&self, records: &[&SandboxRecord]) -> Result<Vec<Liveness>, PlatformError> {
         // One DescribeInstances per region (in pages of 100 IDs), filtered rather than named, so
-        // an instance EC2 has forgotten does not fail the whole call.
+        // an instance EC2 has forgotten is reported gone instead of failing the whole call.
         let placements: Vec<Option<Placement>> =
             records.iter().map(|r| Self::placement(r).ok()).collect();
         let mut regions: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -744,7 +735,7 @@ impl Platform for Ec2Platform {
                 .or_default()
                 .push(placement.instance_id.as_str());
         }
-        let mut running: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut states: HashMap<String, InstanceStateName> = HashMap::new();
         for (region, ids) in regions {
             let (ec2, _) = self.clients(region);
             for page in ids.chunks(100) {
@@ -758,40 +749,36 @@ impl Platform for Ec2Platform {
                         )
                         .send()
                         .await
-                });
-                let Ok(described) = described else { continue };
-                running.extend(
+                })
+                .map_err(|error| match AwsFailure::from_sdk(error) {
+                    failure @ AwsFailure::Credentials(_) => {
+                        PlatformError::Credentials(failure.to_string())
+                    }
+                    other => PlatformError::Channel(format!(
+                        "cannot ask EC2 in {region} whether the sandboxes' instances run: {other}"
+                    )),
+                })?;
+                states.extend(
                     described
                         .reservations()
                         .iter()
                         .flat_map(|r| r.instances())
-                        .filter(|i| {
-                            i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Running)
-                        })
-                        .filter_map(|i| i.instance_id().map(str::to_owned)),
+                        .filter_map(|i| {
+                            Some((i.instance_id()?.to_owned(), i.state()?.name()?.clone()))
+                        }),
                 );
             }
         }
-        placements
+        Ok(placements
             .iter()
-            .map(|p| p.as_ref().is_some_and(|p| running.contains(&p.instance_id)))
-            .collect()
-    }
-
-    fn reachable(&self, record: &SandboxRecord) -> Result<bool, PlatformError> {
-        let Ok(placement) = Self::placement(record) else {
-            return Ok(false);
-        };
-        let (ec2, _) = self.clients(&placement.region);
-        match block_on(&self.runtime, async {
-            Self::state(&ec2, &placement.instance_id).await
-        }) {
-            Ok(state) => Ok(state == Some(InstanceStateName::Running)),
-            Err(failure @ AwsFailure::Credentials(_)) => {
-                Err(PlatformError::Credentials(failure.to_string()))
-            }
-            Err(_) => Ok(false),
-        }
+            .map(
+                |placement| match placement.as_ref().and_then(|p| states.get(&p.instance_id)) {
+                    Some(InstanceStateName::Running) => Liveness::Running,
+                    None | Some(InstanceStateName::Terminated) => Liveness::Gone,
+                    Some(_) => Liveness::Stopped,
+                },
+            )
+            .collect())
     }
 
     fn exec(

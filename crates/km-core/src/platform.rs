@@ -100,6 +100,18 @@ impl Boundary {
     }
 }
 
+/// Whether a sandbox runs, as its platform answers now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    /// Running and answering.
+    Running,
+    /// There, but not running: stopped, crashed, or not yet booted.
+    Stopped,
+    /// The platform no longer has it (an instance EC2 has forgotten, a directory removed).
+    Gone,
+}
+
 /// One thing `km doctor` checks about a platform on this machine.
 #[derive(Debug, Clone)]
 pub struct HealthCheck {
@@ -144,20 +156,18 @@ pub trait Platform: Send + Sync {
     fn stop(&self, record: &SandboxRecord) -> Result<(), PlatformError>;
     /// Removes the sandbox and everything it had.
     fn destroy(&self, record: &SandboxRecord) -> Result<(), PlatformError>;
-    /// Whether the sandbox really runs now (not only what was last recorded).
-    fn is_running(&self, record: &SandboxRecord) -> bool;
-    /// Whether each of `records` runs now, in order; a platform that can asks about them all at
-    /// once.
-    fn running_states(&self, records: &[&SandboxRecord]) -> Vec<bool> {
-        records
-            .iter()
-            .map(|record| self.is_running(record))
-            .collect()
-    }
-    /// Like [`Platform::is_running`], but says when the platform cannot be asked at all
-    /// (expired credentials), so a tunnel stops instead of retrying forever.
-    fn reachable(&self, record: &SandboxRecord) -> Result<bool, PlatformError> {
-        Ok(self.is_running(record))
+    /// Whether each of `records` runs now (not only what was last recorded), in order, asked
+    /// once for them all where the platform can (one EC2 call per region). An error means the
+    /// platform could not be asked (credentials, network); it is never taken for "stopped".
+    fn states(&self, records: &[&SandboxRecord]) -> Result<Vec<Liveness>, PlatformError>;
+    /// [`Platform::states`] for one sandbox.
+    fn liveness(&self, record: &SandboxRecord) -> Result<Liveness, PlatformError> {
+        self.states(&[record])?.pop().ok_or_else(|| {
+            PlatformError::Channel(format!(
+                "the platform said nothing about sandbox {}",
+                record.id
+            ))
+        })
     }
     /// Runs a shell script in the sandbox, with `$HOME` set to the sandbox user's home.
     fn exec(

@@ -17,7 +17,8 @@ use km_core::atomic_file::ensure_private_dir;
 use km_core::id::SandboxId;
 use km_core::paths::KmPaths;
 use km_core::platform::{
-    Boundary, ExecOutput, HealthCheck, Platform, PlatformError, ProvisionRequest, StreamSession,
+    Boundary, ExecOutput, HealthCheck, Liveness, Platform, PlatformError, ProvisionRequest,
+    StreamSession,
 };
 use km_core::profile::{Isolation, Network, Runtime};
 use km_core::record::SandboxRecord;
@@ -430,7 +431,7 @@ impl Platform for LocalPlatform {
     }
 
     fn resume(&self, record: &SandboxRecord) -> Result<(), PlatformError> {
-        if self.is_running(record) {
+        if self.client(&record.id).is_listening() {
             return Ok(());
         }
         self.kill_everything(&record.id)?;
@@ -464,8 +465,19 @@ impl Platform for LocalPlatform {
         }
     }
 
-    fn is_running(&self, record: &SandboxRecord) -> bool {
-        self.client(&record.id).is_listening()
+    fn states(&self, records: &[&SandboxRecord]) -> Result<Vec<Liveness>, PlatformError> {
+        Ok(records
+            .iter()
+            .map(|record| {
+                if self.client(&record.id).is_listening() {
+                    Liveness::Running
+                } else if self.layout(&record.id).root().is_dir() {
+                    Liveness::Stopped
+                } else {
+                    Liveness::Gone
+                }
+            })
+            .collect())
     }
 
     fn exec(

@@ -13,7 +13,7 @@ use std::time::Duration;
 use km_core::atomic_file::{FileLock, write_atomic};
 use km_core::id::SandboxId;
 use km_core::keys::{KeyPair, PUBLIC_KEY_MODE};
-use km_core::platform::Platform;
+use km_core::platform::{Liveness, Platform};
 use km_core::record::{SandboxRecord, SandboxStore};
 
 use crate::context::Context;
@@ -159,7 +159,7 @@ pub(crate) fn recover(
         discard(&files)?;
         return Ok(Recovery::Undone);
     };
-    if !platform.is_running(record) {
+    if platform.liveness(record)? != Liveness::Running {
         return Ok(Recovery::Undecided);
     }
     // Key installs run one at a time in the sandbox, so once this no-op has run, a push that a

@@ -12,7 +12,7 @@ use std::process::{Command, ExitCode, Stdio};
 use km_core::atomic_file::{TEMP_PREFIX, ensure_private_dir, remove_stale_temps};
 use km_core::id::SandboxId;
 use km_core::known_hosts;
-use km_core::platform::Boundary;
+use km_core::platform::{Boundary, Liveness};
 use km_core::profile::Substrate;
 use km_core::record::{SandboxRecord, SandboxStore, Status};
 use km_core::ssh_config;
@@ -729,16 +729,31 @@ fn sandboxes(
                 ),
             );
         }
-        let alive = platform.is_running(record);
-        if record.status == Status::Running && !alive {
-            report.problem(
+        match platform.liveness(record) {
+            Ok(Liveness::Stopped) if record.status == Status::Running => report.problem(
                 "sandbox",
                 format!(
                     "{} is recorded running but does not answer; km resume {}",
                     record.id, record.id
                 ),
                 None,
-            );
+            ),
+            Ok(Liveness::Gone) if matches!(record.status, Status::Running | Status::Stopped) => {
+                report.problem(
+                    "sandbox",
+                    format!(
+                        "{} is recorded, but its {} platform no longer has it; forget it with: km destroy {} --yes --force",
+                        record.id, record.platform, record.id
+                    ),
+                    None,
+                );
+            }
+            Err(error) => report.problem(
+                "sandbox",
+                format!("cannot ask whether {} runs: {error}", record.id),
+                None,
+            ),
+            Ok(_) => {}
         }
         let files = KeyFiles::of(context, &record.id);
         if files.private_new.exists() || files.public_new.exists() {

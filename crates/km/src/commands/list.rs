@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use km_core::platform::Boundary;
+use km_core::platform::{Boundary, Liveness};
 use km_core::record::{SandboxRecord, Status};
 use km_local::process_tree::ProcessIdentity;
 
@@ -71,8 +71,20 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
         let Ok(platform) = platforms::platform_for(context, group[0]) else {
             continue;
         };
-        for (record, runs) in group.iter().zip(platform.running_states(group)) {
-            running.insert(record.id.to_string(), runs);
+        match platform.states(group) {
+            Ok(states) => {
+                for (record, liveness) in group.iter().zip(states) {
+                    running.insert(record.id.to_string(), liveness == Liveness::Running);
+                }
+            }
+            // Shown as recorded, and said so: an unanswerable platform is not "stopped".
+            Err(error) => ui::warn(&format!(
+                "cannot ask the {} platform whether its {} sandbox(es) run, so they show their recorded status: {error}",
+                platform.name(),
+                group.len()
+            )),
+        }
+        for record in group {
             boundaries.insert(record.id.to_string(), platform.boundary(record));
         }
     }

@@ -8,7 +8,7 @@
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
-use km_core::platform::PlatformError;
+use km_core::platform::{Liveness, PlatformError};
 use km_core::userdata::shell_quote;
 
 use crate::cli::ShellArgs;
@@ -55,7 +55,7 @@ pub(crate) fn run(context: &Context, args: &ShellArgs) -> CommandResult<ExitCode
     }
     // A stopped sandbox is refused at once: on EC2, SSM would accept the command and hold it
     // Pending until its delivery timeout.
-    if !platform.reachable(record)? {
+    if platform.liveness(record)? != Liveness::Running {
         return Err(PlatformError::NotRunning(record.id.clone()).into());
     }
     let script: Vec<String> = args.command.iter().map(|word| shell_quote(word)).collect();

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use km_core::id::SandboxId;
-use km_core::platform::Platform;
+use km_core::platform::{Liveness, Platform};
 use km_core::record::{SandboxRecord, SandboxStore};
 
 use crate::context::Context;
@@ -72,7 +72,7 @@ impl<'a> SandboxHandle<'a> {
 
 /// Fails, naming `km resume`, unless `record`'s sandbox runs on `platform`.
 pub(crate) fn ensure_running(platform: &dyn Platform, record: &SandboxRecord) -> CommandResult<()> {
-    if platform.is_running(record) {
+    if platform.liveness(record)? == Liveness::Running {
         return Ok(());
     }
     let id = &record.id;

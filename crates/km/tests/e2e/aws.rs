@@ -1424,6 +1424,21 @@ fn faults_on_every_protocol_are_reported_in_kms_words_and_change_nothing() {
             && stderr.contains("RequestExpired"),
         "{stderr}"
     );
+    // Asking whether it runs fails the same way: an unanswerable platform is never "stopped".
+    let stderr = aws.fails_with(5, &["vscode", "status", &id]);
+    assert!(stderr.contains("RequestExpired"), "{stderr}");
+    let listed = aws.run(&["list", "--json"]);
+    let said = String::from_utf8_lossy(&listed.stderr);
+    assert!(listed.status.success(), "{said}");
+    assert!(
+        said.contains("cannot ask the aws platform whether its 1 sandbox(es) run"),
+        "{said}"
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        rows[0]["status"], "running",
+        "the recorded status, not a guess"
+    );
     aws.sim.clear_faults();
     assert_eq!(aws.list()[0]["status"], "running");
 

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use km_core::platform::{Platform, PlatformError};
+use km_core::platform::{Liveness, Platform, PlatformError};
 use km_core::record::{SandboxRecord, Status};
 
 use crate::cli::VscodeStartArgs;
@@ -165,12 +165,12 @@ fn serve(
                     let reachable = {
                         let platform = Arc::clone(&platform);
                         let record = Arc::clone(&record);
-                        tokio::task::spawn_blocking(move || platform.reachable(&record))
+                        tokio::task::spawn_blocking(move || platform.liveness(&record))
                             .await
-                            .unwrap_or(Ok(false))
+                            .unwrap_or(Ok(Liveness::Stopped))
                     };
                     let alive = match reachable {
-                        Ok(alive) => alive,
+                        Ok(liveness) => liveness == Liveness::Running,
                         Err(fatal @ PlatformError::Credentials(_)) => return Ok(Ending::Gone(fatal.into())),
                         Err(_) => false,
                     };

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use km_core::keys::{fingerprint_of_file, fingerprint_of_line, key_material};
-use km_core::platform::Boundary;
+use km_core::platform::{Boundary, Liveness};
 use serde::Serialize;
 
 use crate::cli::VscodeStatusArgs;
@@ -42,7 +42,7 @@ pub(crate) fn run(context: &Context, args: &VscodeStatusArgs) -> CommandResult<E
     let id = &record.id;
     let platform = sandbox.platform()?;
     let mut checks = Vec::new();
-    let running = platform.is_running(record);
+    let running = platform.liveness(record)? == Liveness::Running;
     checks.push(check(
         "sandbox running",
         running,
