@@ -723,6 +723,19 @@ impl Platform for Ec2Platform {
         })
     }
 
+    fn logs_hint(&self, record: &SandboxRecord) -> String {
+        match Self::placement(record) {
+            Ok(placement) => format!(
+                "its boot output is on the instance's console: aws ec2 get-console-output --region {} --instance-id {} --latest --output text",
+                placement.region, placement.instance_id
+            ),
+            Err(_) => format!(
+                "the record of {} names no instance; see what the team table holds with: km list --json",
+                record.id
+            ),
+        }
+    }
+
     fn states(&self, records: &[&SandboxRecord]) -> Result<Vec<Liveness>, PlatformError> {
         // One DescribeInstances per region (in pages of 100 IDs), filtered rather than named, so
         // an instance EC2 has forgotten is reported gone instead of failing the whole call.

@@ -206,6 +206,9 @@ pub trait Platform: Send + Sync {
     fn host_key_path(&self, record: &SandboxRecord) -> String;
     /// The sandbox's workspace folder, as a path inside the sandbox (what an editor opens).
     fn workspace_path(&self, record: &SandboxRecord) -> String;
+    /// Where to look when the sandbox will not boot or resume: a command or a place, in the
+    /// platform's own terms.
+    fn logs_hint(&self, record: &SandboxRecord) -> String;
     /// What `km doctor` should check about this platform on this machine.
     fn doctor(&self) -> Vec<HealthCheck> {
         Vec::new()

@@ -581,6 +581,14 @@ impl Platform for LocalPlatform {
         }
     }
 
+    fn logs_hint(&self, record: &SandboxRecord) -> String {
+        let log = self.layout(&record.id).root().join("log");
+        format!(
+            "its logs are in {} (agent.log, boot.log, sshd.log)",
+            log.display()
+        )
+    }
+
     fn doctor(&self) -> Vec<HealthCheck> {
         let outcome = match self.usable_bwrap(IsolationConfig {
             network: Network::None,

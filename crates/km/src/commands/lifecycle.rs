@@ -30,10 +30,7 @@ pub(crate) fn resume(context: &Context, reference: &str) -> CommandResult<ExitCo
         platform.resume(record).map_err(|e| {
             CommandError::user(format!("sandbox {} failed to resume", record.id))
                 .cause(e)
-                .hint(format!(
-                    "its logs are in {}",
-                    context.paths.sandbox_dir(&record.id).join("log").display()
-                ))
+                .hint(platform.logs_hint(record))
         })?;
     }
     store.set_status(&record.id, Status::Running)?;

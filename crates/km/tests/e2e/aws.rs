@@ -1440,6 +1440,17 @@ fn faults_on_every_protocol_are_reported_in_kms_words_and_change_nothing() {
         "the recorded status, not a guess"
     );
     aws.sim.clear_faults();
+    // A resume that fails points at the instance's console, not at a directory on this machine.
+    aws.ok(&["stop", &id]);
+    aws.sim.fault("deny ec2:StartInstances");
+    let stderr = aws.fails(&["resume", &id]);
+    assert!(
+        stderr.contains("hint: its boot output is on the instance's console: aws ec2 get-console-output --region us-east-1 --instance-id i-")
+            && !stderr.contains(".km/sandboxes"),
+        "{stderr}"
+    );
+    aws.sim.clear_faults();
+    aws.ok(&["resume", &id]);
     assert_eq!(aws.list()[0]["status"], "running");
 
     // A session SSM refuses.
