@@ -13,7 +13,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::support::{TestEnv, Tunnel, free_port, repo_profile, stdout_of, succeeds, wait_until};
+use crate::support::{TestEnv, Tunnel, repo_profile, stdout_of, succeeds, wait_until};
 
 /// The simulator's command runs until its stdin closes, after writing down its environment.
 const HOLD: &str = r#"printf '%s\n' "$AWS_ENDPOINT_URL" "$PATH" "$AWS_SIM_DIR" "$AWS_SIM_INSTANCE_PROFILE" > "$0.tmp" && mv "$0.tmp" "$0"; exec cat > /dev/null"#;
@@ -452,225 +452,76 @@ impl Aws {
     }
 }
 
+/// The seed journey's harness on EC2: an operator in the simulator.
+struct Ec2 {
+    aws: Aws,
+}
+
+impl crate::journey::Harness for Ec2 {
+    fn env(&self) -> &TestEnv {
+        &self.aws.env
+    }
+
+    fn apply(&self, command: &mut Command) {
+        self.aws.sim.apply(command);
+    }
+
+    fn create(&mut self, alias: &str) -> String {
+        self.aws.create(Some(alias))
+    }
+
+    fn boundary(&self) -> &'static str {
+        "a machine of its own"
+    }
+
+    fn stopped_login_says(&self, _id: &str) -> String {
+        "SSM cannot reach instance".into()
+    }
+
+    fn fdpass(&self) -> bool {
+        false
+    }
+
+    fn platform_checks(&self, id: &str) {
+        // As on a real image, the sandbox user has a uid of its own that owns its home and
+        // keys, under sshd's StrictModes; a simulator without root cannot switch uids, so
+        // there it shares the simulator's.
+        let owners = stdout_of(
+            self.aws
+                .ssh(&format!("km-{id}"))
+                .arg("id -u; stat -c %u \"$HOME\" \"$HOME/.ssh\" \"$HOME/.ssh/authorized_keys\""),
+        );
+        let owners: Vec<&str> = owners.lines().collect();
+        let ours = nix::unistd::getuid();
+        if ours.is_root() {
+            assert_ne!(owners[0], "0", "{owners:?}");
+        } else {
+            assert_eq!(owners[0], ours.to_string(), "{owners:?}");
+        }
+        assert!(
+            owners[1..].iter().all(|uid| *uid == owners[0]),
+            "{owners:?}"
+        );
+    }
+
+    fn assert_gone(&self, id: &str) {
+        let described = self.aws.describe("us-east-1", id);
+        assert_eq!(described[0]["state"], "terminated");
+        let instance = described[0]["id"].as_str().unwrap();
+        assert!(
+            !self.aws.sim.dir.join("instances").join(instance).exists(),
+            "the simulated instance is gone"
+        );
+    }
+}
+
 #[test]
-fn the_vscode_workflow_runs_on_an_ec2_sandbox_through_ssm_with_real_ssh() {
+fn the_seed_workflow_on_an_ec2_sandbox_through_ssm() {
     let aws = Aws::new();
     // AWS throttles at its own pace: 3 % of every API call, from a seeded sequence, must be
     // absorbed by the SDK's retries and km's own.
     aws.sim.fault("throttle-random 0.03 11");
-    let id = aws.create(Some("cloud-dev"));
-    let host = format!("km-{id}");
-    let listed = aws.list();
-    assert_eq!(listed[0]["alias"], "cloud-dev");
-    assert_eq!(listed[0]["status"], "running");
-    let pins = std::fs::read_to_string(aws.env.home().join(".km/known_hosts")).unwrap();
-    assert!(
-        pins.contains(&host),
-        "the host key was read over SSM and pinned"
-    );
-
-    // A command over SendCommand: its output and exit code come back.
-    let output = aws
-        .command(&[
-            "shell",
-            "cloud-dev",
-            "--",
-            "sh",
-            "-c",
-            "echo in-ec2; pwd; exit 3",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(3), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        stdout.starts_with("in-ec2\n") && stdout.trim_end().ends_with("/home/sandbox"),
-        "{stdout}"
-    );
-
-    let tunnel = aws.tunnel("cloud-dev");
-    assert_eq!(
-        stdout_of(aws.ssh(&host).arg("echo in-sandbox; echo \"$USER\"")),
-        "in-sandbox\nsandbox\n"
-    );
-    // As on a real image, the sandbox user has a uid of its own that owns its home and keys,
-    // under sshd's StrictModes; a simulator without root cannot switch uids, so there it
-    // shares the simulator's.
-    let owners = stdout_of(
-        aws.ssh(&host)
-            .arg("id -u; stat -c %u \"$HOME\" \"$HOME/.ssh\" \"$HOME/.ssh/authorized_keys\""),
-    );
-    let owners: Vec<&str> = owners.lines().collect();
-    let ours = nix::unistd::getuid();
-    if ours.is_root() {
-        assert_ne!(owners[0], "0", "{owners:?}");
-    } else {
-        assert_eq!(owners[0], ours.to_string(), "{owners:?}");
-    }
-    assert!(
-        owners[1..].iter().all(|uid| *uid == owners[0]),
-        "{owners:?}"
-    );
-
-    // scp up and back down, through the tunnel.
-    let up = aws.env.home().join("up.bin");
-    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(&up, &payload).unwrap();
-    let config = aws.env.home().join(".ssh/config");
-    let mut scp = Command::new("scp");
-    aws.sim.apply(&mut scp);
-    scp.env("HOME", aws.env.home())
-        .arg("-F")
-        .arg(&config)
-        .args(["-q", "-o", "BatchMode=yes"])
-        .arg(&up)
-        .arg(format!("{host}:up.bin"));
-    assert!(succeeds(&mut scp), "scp up");
-    let down = aws.env.home().join("down.bin");
-    let mut scp = Command::new("scp");
-    aws.sim.apply(&mut scp);
-    scp.env("HOME", aws.env.home())
-        .arg("-F")
-        .arg(&config)
-        .args(["-q", "-o", "BatchMode=yes"])
-        .arg(format!("{host}:up.bin"))
-        .arg(&down);
-    assert!(succeeds(&mut scp), "scp down");
-    assert_eq!(std::fs::read(&down).unwrap(), payload);
-
-    // VS Code's launch shape: a dynamic forward and a script for bash on stdin.
-    let socks = free_port();
-    let mut vscode = aws
-        .ssh(&host)
-        .args(["-D", &socks.to_string()])
-        .arg("bash")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    vscode
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"echo \"vscode-server on $(uname -s)\"\nexit 0\n")
-        .unwrap();
-    let launched = vscode.wait_with_output().unwrap();
-    assert!(launched.status.success(), "{launched:?}");
-    assert!(String::from_utf8_lossy(&launched.stdout).contains("vscode-server on Linux"));
-
-    // Eight connections at once, each its own SSM session.
-    let parallel: Vec<Child> = (0..8)
-        .map(|n| {
-            aws.ssh(&host)
-                .arg(format!("sleep 1; echo conn-{n}"))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for (n, child) in parallel.into_iter().enumerate() {
-        let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "connection {n}: {output:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&output.stdout),
-            format!("conn-{n}\n")
-        );
-    }
-
-    let status = aws.run(&["vscode", "status", "cloud-dev", "--json"]);
-    assert!(status.status.success(), "{status:?}");
-    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(report["ok"], true, "{report}");
-    assert_eq!(report["checks"].as_array().unwrap().len(), 8);
-    assert_eq!(
-        crate::support::check_detail(&report, "isolation"),
-        "a machine of its own"
-    );
-
-    // Rekey: an open session survives, the old key is refused, the new one works.
-    let old_key = aws.env.home().join("old-key");
-    std::fs::copy(aws.env.key(&id), &old_key).unwrap();
-    // The session waits for a line sent only after the rekey: it proves it outlived the
-    // rekey however long that takes.
-    let mut open = aws
-        .ssh(&host)
-        .arg("echo in; read line; echo survived-$line")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut session = std::io::BufReader::new(open.stdout.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut session, &mut first).unwrap();
-    assert_eq!(first, "in\n");
-    let rekey = aws.run(&["vscode", "rekey", "cloud-dev", "--yes"]);
-    let stderr = String::from_utf8_lossy(&rekey.stderr);
-    assert!(
-        rekey.status.success() && stderr.contains("Rekey complete"),
-        "{stderr}"
-    );
-    let mut line = open.stdin.take().unwrap();
-    writeln!(line, "rekeyed").unwrap();
-    drop(line);
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut session, &mut rest).unwrap();
-    assert_eq!(rest, "survived-rekeyed\n");
-    assert!(open.wait().unwrap().success());
-    assert!(
-        !succeeds(aws.ssh_with_key(&id, &old_key).arg("true")),
-        "the old key is refused"
-    );
-    assert!(
-        succeeds(aws.ssh_with_key(&id, &aws.env.key(&id)).arg("true")),
-        "the new key works"
-    );
-
-    // Stop: the tunnel says so and ends; a login is refused with SSM's reason.
-    aws.ok(&["stop", "cloud-dev"]);
-    let mut tunnel = tunnel;
-    let (code, said) = tunnel.ended(Duration::from_secs(30));
-    assert_eq!(code, Some(1), "{said}");
-    assert!(
-        said.contains(&format!("sandbox {id} was stopped")),
-        "{said}"
-    );
-    let refused = aws
-        .ssh_with_key(&id, &aws.env.key(&id))
-        .arg("true")
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(said.contains("SSM cannot reach instance"), "{said}");
-
-    aws.ok(&["resume", "cloud-dev"]);
-    assert!(
-        succeeds(aws.ssh_with_key(&id, &aws.env.key(&id)).arg("true")),
-        "a login works again after resume"
-    );
-
-    // Proxy mode on EC2: the stdio form (an SSM session needs a live `aws`), no tunnel.
-    aws.ok(&["vscode", "start", "cloud-dev", "--proxy"]);
-    let entry = std::fs::read_to_string(&config).unwrap();
-    assert!(
-        entry.contains(&format!("proxy {id}")) && !entry.contains("ProxyUseFdpass"),
-        "{entry}"
-    );
-    assert_eq!(stdout_of(aws.ssh(&host).arg("echo proxied")), "proxied\n");
-
-    let instance = aws.instance_of(&id);
-    aws.ok(&["destroy", "cloud-dev", "--yes"]);
-    assert_eq!(aws.describe("us-east-1", &id)[0]["state"], "terminated");
-    assert!(!aws.env.key(&id).exists());
-    let config_text = std::fs::read_to_string(&config).unwrap();
-    assert!(!config_text.contains(&host), "{config_text}");
-    let pins = std::fs::read_to_string(aws.env.home().join(".km/known_hosts")).unwrap_or_default();
-    assert!(!pins.contains(&host));
-    assert!(
-        !aws.sim.dir.join("instances").join(&instance).exists(),
-        "the simulated instance is gone"
-    );
+    crate::journey::seed_workflow(&mut Ec2 { aws });
 }
 
 /// The files a failed command must leave exactly as they were.

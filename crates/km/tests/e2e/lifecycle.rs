@@ -4,51 +4,10 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use crate::support::{TestEnv, repo_profile, stdout_of, succeeds, wait_until};
+use crate::support::{TestEnv, repo_profile, succeeds, wait_until};
 
-#[test]
-fn the_whole_lifecycle_with_real_ssh() {
-    let mut env = TestEnv::new();
-    let id = env.create("default", Some("poc"));
-    let key = env.key(&id);
-    let out = stdout_of(env.ssh_via_proxy(&id, &key).arg("echo hello; pwd"));
-    assert!(out.starts_with("hello\n"), "{out}");
-    assert_eq!(
-        out, "hello\n/home/sandbox\n",
-        "sessions start in the sandbox home"
-    );
-
-    assert_eq!(
-        env.run(&["shell", "poc", "--", "sh", "-c", "exit 7"])
-            .status
-            .code(),
-        Some(7)
-    );
-    assert_eq!(env.ok(&["shell", "1", "--", "echo", "a b"]), "a b\n");
-
-    let boot_log = env.home().join(format!(".km/sandboxes/{id}/log/boot.log"));
-    let first_boot = std::fs::read_to_string(&boot_log).unwrap();
-    env.ok(&["stop", "poc"]);
-    assert_eq!(env.status_of(&id), "stopped");
-    assert!(
-        !succeeds(env.ssh_via_proxy(&id, &key).arg("true")),
-        "a stopped sandbox refuses ssh"
-    );
-    env.ok(&["resume", &id]);
-    assert_eq!(env.status_of(&id), "running");
-    assert!(succeeds(env.ssh_via_proxy(&id, &key).arg("true")));
-    assert_eq!(
-        std::fs::read_to_string(&boot_log).unwrap(),
-        first_boot,
-        "first boot is not repeated"
-    );
-
-    env.destroy(&id);
-    assert!(env.list_json().is_empty());
-    assert!(!env.home().join(".km/sandboxes").join(&id).exists());
-    assert!(!key.exists());
-    assert!(!env.home().join(format!(".km/keys/{id}.pub")).exists());
-}
+// Create, commands, stop, resume (first boot not repeated) and destroy with real ssh are the
+// seed journey (journey.rs), run on every platform.
 
 #[test]
 fn a_failed_create_leaves_nothing_behind() {

@@ -8,6 +8,7 @@ mod doctor;
 mod hardening;
 mod interrupts;
 mod isolation;
+mod journey;
 mod lifecycle;
 mod remote;
 mod revoke;
