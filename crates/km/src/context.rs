@@ -1,15 +1,47 @@
 //! Everything a command needs from the environment, read once at start-up.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use km_core::id::SandboxRef;
 use km_core::paths::KmPaths;
+use km_core::platform::Platform;
 use km_core::profile::SearchPath;
 use km_core::record::{SandboxRecord, SandboxStore};
 use km_local::sshd::{SshdTools, find_tools};
 
 use crate::error::{CommandError, CommandResult, check_file_hint};
+
+/// The platforms this process has opened, by name: each is opened once, however many records
+/// name it (opening the AWS one builds its SDK clients).
+#[derive(Clone, Default)]
+pub(crate) struct OpenPlatforms(Arc<Mutex<HashMap<&'static str, Arc<dyn Platform>>>>);
+
+impl OpenPlatforms {
+    /// The platform named `name`, opened with `open` the first time it is asked for.
+    pub(crate) fn get_or_open(
+        &self,
+        name: &'static str,
+        open: impl FnOnce() -> CommandResult<Arc<dyn Platform>>,
+    ) -> CommandResult<Arc<dyn Platform>> {
+        let mut opened = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(platform) = opened.get(name) {
+            return Ok(Arc::clone(platform));
+        }
+        let platform = open()?;
+        opened.insert(name, Arc::clone(&platform));
+        Ok(platform)
+    }
+}
+
+impl std::fmt::Debug for OpenPlatforms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let opened = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f.debug_set().entries(opened.keys()).finish()
+    }
+}
 
 /// The process environment km depends on.
 #[derive(Debug, Clone)]
@@ -23,6 +55,8 @@ pub(crate) struct Context {
     pub(crate) km_exe: PathBuf,
     /// `$USER`, for the default operator name.
     pub(crate) user: Option<String>,
+    /// The platforms opened so far.
+    pub(crate) platforms: OpenPlatforms,
 }
 
 impl Context {
@@ -59,6 +93,7 @@ impl Context {
             user: std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
                 .ok(),
+            platforms: OpenPlatforms::default(),
         }
     }
 

@@ -78,12 +78,58 @@ fn not_initialised(file: &std::path::Path) -> CommandError {
     .hint("run `km init`")
 }
 
+/// A kind of sandbox this km can make and reach.
+pub(crate) struct Provider {
+    /// The name its records carry.
+    pub(crate) name: &'static str,
+    /// The profile `substrate` that asks for it.
+    pub(crate) substrate: Substrate,
+    /// Opens it on this machine, from this machine's settings.
+    open: fn(&Context) -> CommandResult<Arc<dyn Platform>>,
+}
+
+/// Every provider in this build: adding a kind of sandbox adds an entry here and a crate of
+/// its own. A build without the `aws` feature has no EC2 provider, and says so once
+/// ([`missing`]).
+pub(crate) const PROVIDERS: &[Provider] = &[
+    Provider {
+        name: LOCAL,
+        substrate: Substrate::Local,
+        open: |context| Ok(Arc::new(local_platform(context))),
+    },
+    #[cfg(feature = "aws")]
+    Provider {
+        name: AWS,
+        substrate: Substrate::Ec2,
+        open: aws::platform,
+    },
+];
+
+/// The providers km knows of, built in or not: the record name each substrate gets.
+const KNOWN: [(Substrate, &str); 2] = [(Substrate::Local, LOCAL), (Substrate::Ec2, AWS)];
+
+/// Why no provider of this build answers to `name`.
+fn missing(name: &str) -> CommandError {
+    #[cfg(not(feature = "aws"))]
+    if name == AWS {
+        return aws::not_built();
+    }
+    CommandError::user(format!(
+        "this km does not know the platform {name:?} that the record names"
+    ))
+    .hint("use the km that created the sandbox, or a newer one")
+}
+
 /// The platform that runs `record`.
 pub(crate) fn platform_for(
     context: &Context,
     record: &SandboxRecord,
 ) -> CommandResult<Arc<dyn Platform>> {
-    platform_named(context, &record.platform)
+    let provider = PROVIDERS
+        .iter()
+        .find(|provider| provider.name == record.platform)
+        .ok_or_else(|| missing(&record.platform))?;
+    open(context, provider)
 }
 
 /// The platform a new sandbox of this substrate runs on.
@@ -91,21 +137,24 @@ pub(crate) fn platform_for_substrate(
     context: &Context,
     substrate: Substrate,
 ) -> CommandResult<Arc<dyn Platform>> {
-    match substrate {
-        Substrate::Local => platform_named(context, LOCAL),
-        Substrate::Ec2 => platform_named(context, AWS),
-    }
+    let provider = PROVIDERS
+        .iter()
+        .find(|provider| provider.substrate == substrate)
+        .ok_or_else(|| {
+            let name = KNOWN
+                .iter()
+                .find(|(known, _)| *known == substrate)
+                .map_or("?", |(_, name)| name);
+            missing(name)
+        })?;
+    open(context, provider)
 }
 
-fn platform_named(context: &Context, name: &str) -> CommandResult<Arc<dyn Platform>> {
-    match name {
-        LOCAL => Ok(Arc::new(local_platform(context))),
-        AWS => aws::platform(context),
-        other => Err(CommandError::user(format!(
-            "this km does not know the platform {other:?} that the record names"
-        ))
-        .hint("use the km that created the sandbox, or a newer one")),
-    }
+/// `provider`'s platform, opened once per process.
+fn open(context: &Context, provider: &'static Provider) -> CommandResult<Arc<dyn Platform>> {
+    context
+        .platforms
+        .get_or_open(provider.name, || (provider.open)(context))
 }
 
 fn local_platform(context: &Context) -> LocalPlatform {
@@ -232,9 +281,6 @@ pub(crate) fn uses_aws(context: &Context) -> CommandResult<bool> {
 mod aws {
     //! What a build without the `aws` feature says when the AWS platform is asked for.
 
-    use std::sync::Arc;
-
-    use km_core::platform::Platform;
     use km_core::record::SandboxStore;
 
     use crate::context::Context;
@@ -253,10 +299,6 @@ mod aws {
         _context: &Context,
         _settings: &Settings,
     ) -> CommandResult<Box<dyn SandboxStore>> {
-        Err(not_built())
-    }
-
-    pub(super) fn platform(_context: &Context) -> CommandResult<Arc<dyn Platform>> {
         Err(not_built())
     }
 
@@ -691,5 +733,29 @@ mod aws {
             .hint("km init --aws … --sidecars --artifact-bucket <bucket>"));
         }
         Ok(Some((manifest, deployed)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KNOWN, PROVIDERS};
+
+    #[test]
+    fn each_provider_has_its_own_name_and_substrate_and_is_known() {
+        for provider in PROVIDERS {
+            assert_eq!(
+                PROVIDERS.iter().filter(|p| p.name == provider.name).count(),
+                1
+            );
+            assert_eq!(
+                PROVIDERS
+                    .iter()
+                    .filter(|p| p.substrate == provider.substrate)
+                    .count(),
+                1
+            );
+            assert!(KNOWN.contains(&(provider.substrate, provider.name)));
+        }
+        assert_eq!(PROVIDERS.len(), if cfg!(feature = "aws") { 2 } else { 1 });
     }
 }
