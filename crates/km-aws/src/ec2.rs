@@ -17,7 +17,9 @@ use km_core::platform::{
     ExecOutput, Liveness, Platform, PlatformError, ProvisionRequest, StreamSession,
 };
 use km_core::record::SandboxRecord;
-use km_core::userdata::{EC2_FIRST_BOOT_DONE, Target};
+use km_core::userdata::BootSteps;
+
+use crate::boot::{BOOT_STEPS, FIRST_BOOT_DONE};
 
 use crate::connect::{AwsSettings, block_on, runtime, sdk_config};
 use crate::failure::AwsFailure;
@@ -479,7 +481,7 @@ impl Ec2Platform {
         target: ssm_command::Target<'_>,
     ) -> Result<(), PlatformError> {
         let script = format!(
-            "if [ -f \"${{KM_ROOT:-}}{EC2_FIRST_BOOT_DONE}\" ]; then echo ready\n\
+            "if [ -f \"${{KM_ROOT:-}}{FIRST_BOOT_DONE}\" ]; then echo ready\n\
              elif command -v cloud-init >/dev/null 2>&1 && cloud-init status 2>/dev/null | grep -q 'status: error'; then\n\
              echo failed; tail -n 5 /var/log/cloud-init-output.log\nelse echo booting; fi\n"
         );
@@ -886,8 +888,8 @@ impl Platform for Ec2Platform {
         false
     }
 
-    fn userdata_target(&self) -> Target {
-        Target::Ec2
+    fn boot_steps(&self) -> BootSteps {
+        BOOT_STEPS
     }
 
     fn shell_session(

@@ -6,6 +6,7 @@
 //! come from the standard AWS environment (`AWS_ENDPOINT_URL`, profiles, SSO), so the same
 //! code runs against AWS and against a local emulator.
 
+mod boot;
 mod connect;
 mod ec2;
 mod failure;

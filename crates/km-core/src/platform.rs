@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::id::{Alias, SandboxId};
 use crate::profile::Runtime;
 use crate::record::SandboxRecord;
-use crate::userdata::Target;
+use crate::userdata::BootSteps;
 
 /// What a script run in the sandbox produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,8 +222,10 @@ pub trait Platform: Send + Sync {
     /// Whether a stream, once opened on a descriptor, needs no process of km's to stay alive
     /// (so `km proxy --fdpass` can hand ssh a socket and exit).
     fn streams_outlive_the_caller(&self) -> bool;
-    /// Which variant of the first-boot script this platform runs.
-    fn userdata_target(&self) -> Target;
+    /// The steps this platform adds around the shared first-boot script (none by default).
+    fn boot_steps(&self) -> BootSteps {
+        BootSteps::default()
+    }
     /// An interactive shell in the sandbox that needs no sshd, for sandboxes created without
     /// VS Code, when the platform has one (an SSM session on EC2).
     fn shell_session(

@@ -1,74 +1,30 @@
 //! Renders a sandbox's first-boot userdata: the shell script that provisions sshd's host key
 //! and, only when VS Code is enabled, the operator's `authorized_keys`.
 //!
-//! One template serves both platforms. The local agent runs it with `KM_ROOT` and
-//! `KM_SANDBOX_HOME` pointing into the sandbox directory; on EC2 it is the instance's
-//! cloud-init userdata and adds what a real machine needs: the `sandbox` user, OpenSSH's
-//! server if the image lacks it, sshd on 127.0.0.1 only (SSM reaches it from inside) with
-//! curve25519 key exchange, and SELinux labels. Every value is validated before rendering and
-//! single-quoted in the script. Every path the EC2 steps touch starts with `$root` (empty on
-//! a real instance), so the same script also prepares a simulated instance's directory.
+//! One template serves every platform. The local agent runs it with `KM_ROOT` and
+//! `KM_SANDBOX_HOME` pointing into the sandbox directory; a platform adds its own steps around
+//! it ([`BootSteps`]: on EC2, cloud-init's userdata, what a real machine needs). Every value is
+//! validated before rendering and single-quoted in the script.
 
 use crate::id::SandboxId;
 use crate::keys::{KeyError, parse_public_line};
 
-/// Where the userdata runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// Run by the local agent inside the sandbox directory.
-    Local,
-    /// cloud-init on an EC2 instance, as root.
-    Ec2,
+/// What a platform adds around the shared first boot: shell steps run before it (once `root`
+/// and `home` are set) and after it. The local platform adds none; EC2's (its `sandbox` user,
+/// sshd on loopback, SELinux labels) live with the EC2 platform.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BootSteps {
+    /// Run before the shared steps.
+    pub prepare: &'static str,
+    /// Run after them.
+    pub finish: &'static str,
 }
-
-/// The steps only a real EC2 instance needs, run before the shared ones.
-const EC2_PREPARE: &str = r#"KM_SANDBOX_USER=sandbox
-if ! id "$KM_SANDBOX_USER" >/dev/null 2>&1; then
-  useradd --create-home --shell /bin/bash "$KM_SANDBOX_USER"
-fi
-home="$root/home/$KM_SANDBOX_USER"
-if [ "$KM_VSCODE_ENABLED" = true ] && [ ! -x /usr/sbin/sshd ]; then
-  if command -v dnf >/dev/null 2>&1; then dnf install -y openssh-server
-  elif command -v yum >/dev/null 2>&1; then yum install -y openssh-server
-  elif command -v apt-get >/dev/null 2>&1; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y openssh-server
-  fi
-fi
-if [ "$KM_VSCODE_ENABLED" = true ]; then
-  mkdir -p "$root/etc/ssh/sshd_config.d"
-  cat > "$root/etc/ssh/sshd_config.d/50-km.conf" <<'KM_SSHD'
-# km: reached only through SSM from inside the instance
-ListenAddress 127.0.0.1
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org
-ExposeAuthInfo yes
-KM_SSHD
-  chmod 644 "$root/etc/ssh/sshd_config.d/50-km.conf"
-fi
-"#;
-
-/// The steps only a real EC2 instance needs, run after the shared ones.
-const EC2_FINISH: &str = r#"chown "$KM_SANDBOX_USER:" "$home/workspace"
-if [ "$KM_VSCODE_ENABLED" = true ]; then
-  if command -v restorecon >/dev/null 2>&1; then restorecon -R "$home/.ssh"; fi
-  if command -v systemctl >/dev/null 2>&1; then
-    systemctl enable sshd >/dev/null 2>&1 || systemctl enable ssh
-    systemctl restart sshd >/dev/null 2>&1 || systemctl restart ssh
-  fi
-fi
-mkdir -p "$root/var/lib/km"
-: > "$root/var/lib/km/first-boot.done"
-"#;
-
-/// Where the EC2 userdata leaves its mark when first boot has finished, relative to `$root`.
-pub const EC2_FIRST_BOOT_DONE: &str = "/var/lib/km/first-boot.done";
 
 /// What the first boot needs to know.
 #[derive(Debug, Clone)]
 pub struct UserData {
-    /// Where it runs.
-    pub target: Target,
+    /// What the platform adds around the shared steps.
+    pub steps: BootSteps,
     /// The sandbox being booted.
     pub sandbox_id: SandboxId,
     /// The profile's resolved `spec.cli.vscodeEnabled`.
@@ -99,10 +55,7 @@ impl UserData {
             "false"
         };
         let key = shell_quote(&key_line);
-        let (prepare, finish) = match self.target {
-            Target::Local => ("", ""),
-            Target::Ec2 => (EC2_PREPARE, EC2_FINISH),
-        };
+        let BootSteps { prepare, finish } = self.steps;
         Ok(format!(
             r#"#!/bin/sh
 # km userdata: first boot of sandbox {sandbox_id}
@@ -150,7 +103,7 @@ mod tests {
             .public_line()
             .unwrap();
         let script = UserData {
-            target: Target::Local,
+            steps: BootSteps::default(),
             sandbox_id: id(),
             vscode_enabled: true,
             vscode_ssh_pub_key: Some(line.clone()),
@@ -164,7 +117,7 @@ mod tests {
     #[test]
     fn disabled_userdata_has_no_key() {
         let script = UserData {
-            target: Target::Local,
+            steps: BootSteps::default(),
             sandbox_id: id(),
             vscode_enabled: false,
             vscode_ssh_pub_key: None,
@@ -179,7 +132,7 @@ mod tests {
     fn a_hostile_key_never_reaches_the_script() {
         let hostile = "ssh-ed25519 AAAA'\nrm -rf / #";
         let result = UserData {
-            target: Target::Local,
+            steps: BootSteps::default(),
             sandbox_id: id(),
             vscode_enabled: true,
             vscode_ssh_pub_key: Some(hostile.into()),
@@ -187,42 +140,5 @@ mod tests {
         .render();
         assert!(result.is_err());
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
-    }
-
-    #[test]
-    fn ec2_userdata_adds_the_user_sshd_on_loopback_and_selinux_labels() {
-        let line = KeyPair::generate("km-sb-0123abcd")
-            .unwrap()
-            .public_line()
-            .unwrap();
-        let render = |target| {
-            UserData {
-                target,
-                sandbox_id: id(),
-                vscode_enabled: true,
-                vscode_ssh_pub_key: Some(line.clone()),
-            }
-            .render()
-            .unwrap()
-        };
-        let ec2 = render(Target::Ec2);
-        for step in [
-            "useradd --create-home",
-            "ListenAddress 127.0.0.1",
-            "KexAlgorithms curve25519-sha256",
-            "PasswordAuthentication no",
-            "restorecon -R",
-            "chmod 700 \"$home/.ssh\"",
-            "chmod 600",
-            "chown -R \"$KM_SANDBOX_USER:\" \"$home/.ssh\"",
-            "dnf install -y openssh-server",
-            "\"$root/etc/ssh/sshd_config.d/50-km.conf\"",
-            EC2_FIRST_BOOT_DONE,
-        ] {
-            assert!(ec2.contains(step), "{step} missing from:\n{ec2}");
-        }
-        assert!(ec2.contains(&format!("VSCodeSSHPubKey='{line}'")));
-        let local = render(Target::Local);
-        assert!(!local.contains("useradd") && !local.contains("ListenAddress"));
     }
 }

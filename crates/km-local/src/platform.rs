@@ -22,7 +22,6 @@ use km_core::platform::{
 };
 use km_core::profile::{Isolation, Network, Runtime};
 use km_core::record::SandboxRecord;
-use km_core::userdata::Target;
 
 use crate::agent::AgentConfig;
 use crate::client::AgentClient;
@@ -632,9 +631,5 @@ impl Platform for LocalPlatform {
     fn streams_outlive_the_caller(&self) -> bool {
         // The agent's sshd owns the passed descriptor; km's process is not in the data path.
         true
-    }
-
-    fn userdata_target(&self) -> Target {
-        Target::Local
     }
 }

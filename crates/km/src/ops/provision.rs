@@ -223,7 +223,7 @@ fn build(
         None
     };
     let userdata = UserData {
-        target: platform.userdata_target(),
+        steps: platform.boot_steps(),
         sandbox_id: id.clone(),
         vscode_enabled,
         vscode_ssh_pub_key: public_line,
