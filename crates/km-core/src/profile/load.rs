@@ -376,6 +376,24 @@ fn finish(
     if substrate == Substrate::Local {
         runtime.isolation.get_or_insert_default();
         runtime.network.get_or_insert_default();
+        // A misspelt or forgotten `substrate: ec2` would otherwise launch nothing where asked.
+        for (key, set) in [
+            ("instanceType", runtime.instance_type.is_some()),
+            ("region", runtime.region.is_some()),
+            ("ami", runtime.ami.is_some()),
+        ] {
+            if set {
+                errors.push(
+                    ProfileError::new(
+                        path,
+                        format!(
+                            "spec.runtime.{key} applies to ec2 sandboxes only, and this profile makes a local one (add `substrate: ec2`, or remove the field)"
+                        ),
+                    )
+                    .key(&format!("spec.runtime.{key}")),
+                );
+            }
+        }
     } else {
         for (key, set) in [
             ("isolation", runtime.isolation.is_some()),
@@ -461,6 +479,28 @@ mod tests {
         let open = load_profile(&open, &SearchPath::default()).unwrap();
         assert_eq!(open.runtime().isolation, Some(Isolation::None));
         assert_eq!(open.runtime().network, Some(Network::None));
+    }
+
+    #[test]
+    fn ec2_fields_on_a_local_profile_are_refused_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "half.yaml",
+            "metadata:\n  name: half\nspec:\n  runtime:\n    region: eu-west-1\n    instanceType: t3.small\n",
+        );
+        let errors = load_profile(&p, &SearchPath::default()).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text.iter()
+                .any(|e| e.contains("spec.runtime.region") && e.contains("ec2 sandboxes only")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|e| e.contains("spec.runtime.instanceType")),
+            "{text:?}"
+        );
     }
 
     #[test]
