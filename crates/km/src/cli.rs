@@ -32,6 +32,10 @@ pub(crate) enum Command {
     /// Print a profile with inheritance resolved, or every error in it; changes nothing
     Validate(ValidateArgs),
     /// Create a sandbox from a profile and print its ID
+    ///
+    /// A local sandbox runs in namespaces of its own (bubblewrap): its own user, files and
+    /// processes, none of yours. `spec.runtime.network: none` also keeps it off every network
+    /// but loopback; `spec.runtime.isolation: none` runs it with your own access instead.
     Create(CreateArgs),
     /// List sandboxes
     List(ListArgs),
