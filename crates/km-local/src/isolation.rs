@@ -65,7 +65,7 @@ pub struct Launch<'a> {
     pub tools: &'a SshdTools,
     /// How it is isolated.
     pub config: IsolationConfig,
-    /// What of `/etc` it may not read.
+    /// What of the bound system directories it may not read.
     pub hidden: &'a [Hidden],
     /// Where `/etc/resolv.conf` really is, when it is a link into `/run` (systemd-resolved).
     pub resolver: Option<PathBuf>,
@@ -198,13 +198,13 @@ pub fn namespace_fix(sysctl: &dyn Fn(&str) -> Option<String>) -> String {
     "user namespaces may be off in this kernel, used up, or blocked by a container runtime; check `sysctl user.max_user_namespaces` and, inside a container, its seccomp profile".into()
 }
 
-/// What of `etc` the sandbox may not read: whatever not every user of this machine may read
-/// (a file without the "others may read" bit, a directory others cannot list or enter). So
-/// `/etc/shadow`, sshd's host keys and TLS private keys stay hidden however km runs, even as
-/// root, where the sandbox user is root outside.
-pub fn hidden_in_etc(etc: &Path) -> Vec<Hidden> {
+/// What of `dir` (bound into the sandbox) it may not read: whatever not every user of this
+/// machine may read (a file without the "others may read" bit, a directory others cannot list
+/// or enter). So `/etc/shadow`, sshd's host keys and TLS private keys stay hidden however km
+/// runs, even as root, where the sandbox user is root outside.
+pub fn hidden_in(dir: &Path) -> Vec<Hidden> {
     let mut hidden = Vec::new();
-    let mut pending = vec![etc.to_path_buf()];
+    let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
         let Ok(entries) = fs::read_dir(&dir) else {
             hidden.push(Hidden::Dir(dir));
@@ -542,7 +542,7 @@ mod tests {
         file("ssh/ssh_host_ed25519_key", 0o600);
         file("ssh/ssh_host_ed25519_key.pub", 0o644);
         std::os::unix::fs::symlink("/nowhere", etc.path().join("link")).unwrap();
-        let hidden = hidden_in_etc(etc.path());
+        let hidden = hidden_in(etc.path());
         assert_eq!(
             hidden,
             vec![

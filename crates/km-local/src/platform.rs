@@ -134,7 +134,13 @@ impl LocalPlatform {
         ensure_private_dir(&layout.outside(), 0o700).map_err(io)?;
         fs::write(layout.outside().join("passwd"), isolation::passwd()).map_err(io)?;
         fs::write(layout.outside().join("group"), isolation::group()).map_err(io)?;
-        let hidden = isolation::hidden_in_etc(Path::new("/etc"));
+        let mut hidden = isolation::hidden_in(Path::new("/etc"));
+        // As root the sandbox user is root outside, so what only root may read in /opt (where
+        // software with its own secrets is often installed) is hidden too; for anyone else
+        // the kernel already keeps it from them.
+        if nix::unistd::geteuid().is_root() {
+            hidden.extend(isolation::hidden_in(Path::new("/opt")));
+        }
         let resolver = match isolation.network {
             Network::Host => isolation::resolver_outside_etc(Path::new("/etc/resolv.conf")),
             Network::None => None,

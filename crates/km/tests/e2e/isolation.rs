@@ -41,6 +41,15 @@ fn attempts(list: &[(&str, String)]) -> String {
     script
 }
 
+/// A file the test made outside its HOME, removed however the test ends.
+struct RemovedOnDrop(PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 fn quoted(path: &Path) -> String {
     format!("'{}'", path.display())
 }
@@ -51,6 +60,20 @@ fn nothing_of_the_operator_other_sandboxes_or_host_processes_is_reachable_from_i
     let ssh_config = env.home().join(".ssh/config");
     std::fs::create_dir_all(ssh_config.parent().unwrap()).unwrap();
     std::fs::write(&ssh_config, "Host secret\n").unwrap();
+    // A file only root may read where software is installed: as root, the sandbox user is
+    // root outside, so km hides such files in what it binds in, as they are when the sandbox
+    // starts (so the file is made first). CI runs as root.
+    let root_only = Path::new("/opt").join(format!("km-test-secret-{}", std::process::id()));
+    let as_root = nix::unistd::geteuid().is_root();
+    let _removed_at_the_end = RemovedOnDrop(root_only.clone());
+    if as_root {
+        std::fs::write(&root_only, "secret").unwrap();
+        std::fs::set_permissions(
+            &root_only,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    }
     let isolated = env.create("default", Some("inside"));
     let other = env.create("default", Some("neighbour"));
     let unisolated = profile(&env, "open", "    isolation: none\n");
@@ -78,6 +101,7 @@ fn nothing_of_the_operator_other_sandboxes_or_host_processes_is_reachable_from_i
         ("signal-host-process", format!("kill -0 {host_pid}")),
         // Readable by root only: an isolated sandbox of a root operator is root outside.
         ("read-shadow", "cat /etc/shadow".into()),
+        ("read-root-only-opt", format!("cat {}", quoted(&root_only))),
         (
             "own-capabilities",
             "awk '/^CapEff/ { exit ($2 == \"0000000000000000\") }' /proc/self/status".into(),
@@ -85,7 +109,11 @@ fn nothing_of_the_operator_other_sandboxes_or_host_processes_is_reachable_from_i
     ];
     let control = inside(&env, &open, &attempts(&reachable_without_isolation));
     for (name, _) in &reachable_without_isolation {
-        if *name == "read-shadow" || *name == "own-capabilities" {
+        if matches!(
+            *name,
+            "read-shadow" | "own-capabilities" | "read-root-only-opt"
+        ) && !as_root
+        {
             // Only root may; as an ordinary operator these fail without isolation too.
             continue;
         }
