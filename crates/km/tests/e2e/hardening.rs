@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::support::{
-    TestEnv, Tunnel, agent_pid, free_port, processes_naming, repo_profile, succeeds, wait_until,
+    TestEnv, Tunnel, agent_pid, processes_naming, repo_profile, succeeds, wait_until,
 };
 
 fn open_fds(pid: i32) -> usize {
@@ -74,15 +74,7 @@ fn a_config_km_would_damage_by_rewriting_is_refused_and_left_alone() {
     std::fs::create_dir(&ssh_dir).unwrap();
     let config = ssh_dir.join("config");
     let text = "Host example\n  User me\n";
-    let start = |env: &TestEnv| {
-        env.fails(&[
-            "vscode",
-            "start",
-            &id,
-            "--local-port",
-            &free_port().to_string(),
-        ])
-    };
+    let start = |env: &TestEnv| env.fails(&["vscode", "start", &id, "--local-port", "0"]);
 
     std::fs::write(&config, text).unwrap();
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o444)).unwrap();

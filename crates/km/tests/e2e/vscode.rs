@@ -284,13 +284,7 @@ fn rekey_failures_and_gates_leave_the_old_key_working() {
     // Cross-laptop bootstrap: no local key at all.
     std::fs::remove_file(env.key(&id)).unwrap();
     std::fs::remove_file(env.home().join(format!(".km/keys/{id}.pub"))).unwrap();
-    let stderr = env.fails(&[
-        "vscode",
-        "start",
-        &id,
-        "--local-port",
-        &free_port().to_string(),
-    ]);
+    let stderr = env.fails(&["vscode", "start", &id, "--local-port", "0"]);
     assert!(
         stderr.contains(&format!("km vscode rekey {id}")),
         "{stderr}"
@@ -340,13 +334,7 @@ fn malformed_markers_are_refused_and_the_file_is_untouched() {
     let broken =
         "Host a\n# BEGIN km vscode hosts (managed; do not edit between markers)\nHost km-x\n";
     std::fs::write(&config, broken).unwrap();
-    let stderr = env.fails(&[
-        "vscode",
-        "start",
-        &id,
-        "--local-port",
-        &free_port().to_string(),
-    ]);
+    let stderr = env.fails(&["vscode", "start", &id, "--local-port", "0"]);
     assert!(stderr.contains("line 2"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&config).unwrap(), broken);
     std::fs::write(&config, "").unwrap();
