@@ -14,7 +14,7 @@ use aws_sdk_ec2::types::{
     TagSpecification,
 };
 use km_core::platform::{
-    ExecOutput, Liveness, Platform, PlatformError, ProvisionRequest, StreamSession,
+    ExecOutput, HealthCheck, Liveness, Platform, PlatformError, ProvisionRequest, StreamSession,
 };
 use km_core::record::SandboxRecord;
 use km_core::userdata::BootSteps;
@@ -723,6 +723,13 @@ impl Platform for Ec2Platform {
                 },
             }
         })
+    }
+
+    fn doctor(&self) -> Vec<HealthCheck> {
+        vec![HealthCheck {
+            name: "ssm sessions",
+            outcome: crate::ssm_session::tools_found(),
+        }]
     }
 
     fn logs_hint(&self, record: &SandboxRecord) -> String {

@@ -43,6 +43,18 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// Where the AWS CLI and its session-manager-plugin are, or what is missing and how to install
+/// it, for `km doctor`.
+pub(crate) fn tools_found() -> Result<String, String> {
+    let aws = aws_cli().map_err(|e| e.to_string())?;
+    let plugin = on_path("session-manager-plugin").unwrap_or_default();
+    Ok(format!(
+        "{} and {} open the sandboxes' SSM sessions",
+        aws.display(),
+        plugin.display()
+    ))
+}
+
 /// The AWS CLI, after checking that it and the plugin it needs are installed.
 fn aws_cli() -> Result<PathBuf, PlatformError> {
     let aws = on_path("aws").ok_or_else(|| {

@@ -13,7 +13,6 @@ use km_core::atomic_file::{TEMP_PREFIX, ensure_private_dir, remove_stale_temps};
 use km_core::id::SandboxId;
 use km_core::known_hosts;
 use km_core::platform::{Boundary, Liveness};
-use km_core::profile::Substrate;
 use km_core::record::{SandboxRecord, SandboxStore, Status};
 use km_core::ssh_config;
 use serde::Serialize;
@@ -247,15 +246,19 @@ fn tools(context: &Context, report: &mut Report) {
     }
 }
 
-/// What the local platform needs beyond sshd (bubblewrap and user namespaces).
+/// What each platform this machine uses needs here (the local one: bubblewrap and user
+/// namespaces; AWS, after `km init --aws`: the CLI and its session plugin). A platform that
+/// does not open (AWS never set up, or not in this build) has nothing to check.
 fn platform_health(context: &Context, report: &mut Report) {
-    let Ok(local) = platforms::platform_for_substrate(context, Substrate::Local) else {
-        return;
-    };
-    for check in local.doctor() {
-        match check.outcome {
-            Ok(found) => report.ok(check.name, found),
-            Err(wrong) => report.problem(check.name, wrong, None),
+    for provider in platforms::PROVIDERS {
+        let Ok(platform) = platforms::platform_for_substrate(context, provider.substrate) else {
+            continue;
+        };
+        for check in platform.doctor() {
+            match check.outcome {
+                Ok(found) => report.ok(check.name, found),
+                Err(wrong) => report.problem(check.name, wrong, None),
+            }
         }
     }
 }

@@ -1437,6 +1437,21 @@ fn doctor_moves_a_local_sandbox_an_older_km_put_in_the_team_table() {
         found.contains("local sandbox in the team's table") && found.contains(&id),
         "{found}"
     );
+    // Each platform this machine uses is checked: AWS's session tools are found (the
+    // simulator's), and missing ones are named with where to get them.
+    assert!(found.contains("✓ ssm sessions: "), "{found}");
+    assert!(found.contains("✓ isolation: "), "{found}");
+    let without_tools = aws
+        .command(&["doctor"])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&without_tools.stdout);
+    assert!(
+        said.contains("✗ ssm sessions: the AWS CLI (`aws`) is not on PATH")
+            || said.contains("✗ ssm sessions: AWS's session-manager-plugin is not on PATH"),
+        "{said}"
+    );
     let fixed = String::from_utf8(aws.run(&["doctor", "--fix"]).stdout).unwrap();
     assert!(
         fixed.contains("moved to this machine's own records"),
