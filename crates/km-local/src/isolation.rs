@@ -1,6 +1,6 @@
 //! The namespaces a local sandbox runs in: bubblewrap's command line for its agent, the
-//! sandbox's own passwd and group, what of this machine's `/etc` it may not read, and whether
-//! this machine can make the namespaces at all (and the exact fix when it cannot).
+//! sandbox's own passwd and group, what of this machine's system directories it may not read,
+//! and whether this machine can make the namespaces at all (and the exact fix when it cannot).
 //!
 //! The agent itself runs inside, so every process of the sandbox (first boot, each `sshd -i`,
 //! every command) shares one set of namespaces: a VS Code server started by one ssh session is
