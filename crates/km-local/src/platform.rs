@@ -77,11 +77,6 @@ impl LocalPlatform {
         serde_json::from_slice(&fs::read(self.layout(id).agent_config()).ok()?).ok()
     }
 
-    /// How the sandbox is isolated; `None` when it is not.
-    pub fn isolation(&self, id: &SandboxId) -> Option<IsolationConfig> {
-        self.agent_config(id)?.isolation
-    }
-
     /// bubblewrap, checked to work here with `config`'s namespaces.
     fn usable_bwrap(&self, config: IsolationConfig) -> Result<PathBuf, PlatformError> {
         let unsupported = |e: &IsolationError| PlatformError::Unsupported {
@@ -109,8 +104,8 @@ impl LocalPlatform {
     }
 
     /// The command that starts the agent: km itself, or bubblewrap starting km inside the
-    /// sandbox's namespaces.
-    fn agent_command(&self, id: &SandboxId) -> Result<Command, PlatformError> {
+    /// sandbox's namespaces (then `true`).
+    fn agent_command(&self, id: &SandboxId) -> Result<(Command, bool), PlatformError> {
         let layout = self.layout(id);
         let config = self
             .agent_config(id)
@@ -125,7 +120,7 @@ impl LocalPlatform {
                 .arg(id.as_str())
                 .arg("--dir")
                 .arg(layout.root());
-            return Ok(command);
+            return Ok((command, false));
         };
         let bwrap = self.usable_bwrap(isolation)?;
         let io = |e: std::io::Error| {
@@ -160,7 +155,7 @@ impl LocalPlatform {
             // The operator's environment (cloud credentials, tokens) stays outside.
             .env_clear()
             .env("PATH", INSIDE_PATH);
-        Ok(command)
+        Ok((command, true))
     }
 
     fn layout(&self, id: &SandboxId) -> SandboxLayout {
@@ -188,8 +183,7 @@ impl LocalPlatform {
                 PlatformError::Boot(format!("cannot open {}: {e}", layout.agent_log().display()))
             })?;
         let _ = fs::remove_file(layout.agent_socket());
-        let isolated = self.isolation(id).is_some();
-        let mut command = self.agent_command(id)?;
+        let (mut command, isolated) = self.agent_command(id)?;
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -580,9 +574,9 @@ impl Platform for LocalPlatform {
     }
 
     fn workspace_path(&self, record: &SandboxRecord) -> String {
-        match self.isolation(&record.id) {
-            Some(_) => format!("{INSIDE_HOME}/workspace"),
-            None => self.layout(&record.id).workspace().display().to_string(),
+        match self.boundary(record) {
+            Boundary::None => self.layout(&record.id).workspace().display().to_string(),
+            _ => format!("{INSIDE_HOME}/workspace"),
         }
     }
 
@@ -628,9 +622,9 @@ impl Platform for LocalPlatform {
     }
 
     fn login_user(&self, record: &SandboxRecord) -> String {
-        match self.isolation(&record.id) {
-            Some(_) => INSIDE_USER.into(),
-            None => self.user.clone(),
+        match self.boundary(record) {
+            Boundary::None => self.user.clone(),
+            _ => INSIDE_USER.into(),
         }
     }
 

@@ -221,13 +221,15 @@ pub(crate) fn aws_pending_creates(
 
 /// The AWS manager's function, its configuration, and the table of its request items.
 #[cfg(feature = "aws")]
-pub(crate) fn aws_hand_off_target(
-    context: &Context,
-) -> CommandResult<(
+pub(crate) type HandOffTarget = (
     km_aws::ManagerTarget,
     km_aws::DeployedManager,
     km_aws::AwsSettings,
-)> {
+);
+
+/// Where `--remote` requests go on AWS: [`HandOffTarget`].
+#[cfg(feature = "aws")]
+pub(crate) fn aws_hand_off_target(context: &Context) -> CommandResult<HandOffTarget> {
     aws::hand_off_target(context)
 }
 
@@ -683,13 +685,7 @@ mod aws {
     }
 
     /// Where requests go: the function, its configuration, and the table of request items.
-    pub(super) fn hand_off_target(
-        context: &Context,
-    ) -> CommandResult<(
-        km_aws::ManagerTarget,
-        km_aws::DeployedManager,
-        km_aws::AwsSettings,
-    )> {
+    pub(super) fn hand_off_target(context: &Context) -> CommandResult<super::HandOffTarget> {
         let settings = saved(context)?;
         let (_, deployed) = deployed_manager(context)?.ok_or_else(|| {
             CommandError::user("no management component is deployed on the AWS platform")

@@ -4,7 +4,7 @@
 //! It never deletes on a guess: when the sandbox list cannot be read, `--fix` stops before
 //! touching anything, because every "orphan" would then look orphaned.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -711,6 +711,32 @@ fn sandboxes(
             }
         }
     }
+    // Each platform is asked once about all of its sandboxes (one EC2 call per region).
+    let mut by_platform: BTreeMap<&str, Vec<&SandboxRecord>> = BTreeMap::new();
+    for record in records {
+        by_platform
+            .entry(record.platform.as_str())
+            .or_default()
+            .push(record);
+    }
+    let mut liveness: BTreeMap<&str, Result<Liveness, String>> = BTreeMap::new();
+    for group in by_platform.values() {
+        let Ok(platform) = platforms::platform_for(context, group[0]) else {
+            continue;
+        };
+        match platform.states(group) {
+            Ok(states) => {
+                for (record, state) in group.iter().zip(states) {
+                    liveness.insert(record.id.as_str(), Ok(state));
+                }
+            }
+            Err(error) => {
+                for record in group {
+                    liveness.insert(record.id.as_str(), Err(error.to_string()));
+                }
+            }
+        }
+    }
     for record in records {
         let Ok(platform) = platforms::platform_for(context, record) else {
             report.problem(
@@ -732,8 +758,8 @@ fn sandboxes(
                 ),
             );
         }
-        match platform.liveness(record) {
-            Ok(Liveness::Stopped) if record.status == Status::Running => report.problem(
+        match liveness.get(record.id.as_str()) {
+            Some(Ok(Liveness::Stopped)) if record.status == Status::Running => report.problem(
                 "sandbox",
                 format!(
                     "{} is recorded running but does not answer; km resume {}",
@@ -741,7 +767,9 @@ fn sandboxes(
                 ),
                 None,
             ),
-            Ok(Liveness::Gone) if matches!(record.status, Status::Running | Status::Stopped) => {
+            Some(Ok(Liveness::Gone))
+                if matches!(record.status, Status::Running | Status::Stopped) =>
+            {
                 report.problem(
                     "sandbox",
                     format!(
@@ -751,12 +779,12 @@ fn sandboxes(
                     None,
                 );
             }
-            Err(error) => report.problem(
+            Some(Err(error)) => report.problem(
                 "sandbox",
                 format!("cannot ask whether {} runs: {error}", record.id),
                 None,
             ),
-            Ok(_) => {}
+            _ => {}
         }
         let files = KeyFiles::of(context, &record.id);
         if files.private_new.exists() || files.public_new.exists() {

@@ -452,7 +452,7 @@ impl Aws {
     }
 }
 
-/// The seed journey's harness on EC2: an operator in the simulator.
+/// The VS Code workflow's harness on EC2: an operator in the simulator.
 struct Ec2 {
     aws: Aws,
 }
@@ -516,12 +516,12 @@ impl crate::journey::Harness for Ec2 {
 }
 
 #[test]
-fn the_seed_workflow_on_an_ec2_sandbox_through_ssm() {
+fn the_vscode_workflow_on_an_ec2_sandbox_through_ssm() {
     let aws = Aws::new();
     // AWS throttles at its own pace: 3 % of every API call, from a seeded sequence, must be
     // absorbed by the SDK's retries and km's own.
     aws.sim.fault("throttle-random 0.03 11");
-    crate::journey::seed_workflow(&mut Ec2 { aws });
+    crate::journey::vscode_workflow(&mut Ec2 { aws });
 }
 
 /// The files a failed command must leave exactly as they were.

@@ -78,3 +78,23 @@ fn a_fix_that_fails_says_why() {
     let findings: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
     assert!(findings.iter().any(|f| f["check"] == "orphan keys"));
 }
+
+#[test]
+fn a_sandbox_its_platform_no_longer_has_is_named_with_the_command_that_forgets_it() {
+    let mut env = TestEnv::new();
+    let id = env.create("default", None);
+    env.ok(&["stop", &id]);
+    // Removed behind km's back, as an instance can be terminated.
+    std::fs::remove_dir_all(env.home().join(format!(".km/sandboxes/{id}"))).unwrap();
+    let output = env.run(&["doctor"]);
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "{id} is recorded, but its local platform no longer has it; forget it with: km destroy {id} --yes --force"
+        )),
+        "{said}"
+    );
+    env.ok(&["destroy", &id, "--yes", "--force"]);
+    assert!(env.run(&["doctor"]).status.success());
+}

@@ -1,4 +1,4 @@
-//! The seed workflow as one journey, written once and run against every platform's harness:
+//! The VS Code workflow as one journey, written once and run against every platform's harness:
 //! create, a command, the `vscode start` tunnel with real ssh, scp, VS Code's launch shape and
 //! parallel connections, `vscode status`, a rekey that an open session survives, stop (the
 //! tunnel ends, logins are refused), resume, proxy mode, destroy. Both platforms log in as
@@ -83,8 +83,8 @@ fn scp(h: &impl Harness, from: &str, to: &str) -> Command {
     command
 }
 
-/// The whole seed workflow on one sandbox of `h`'s platform.
-pub(crate) fn seed_workflow(h: &mut impl Harness) {
+/// The whole VS Code workflow on one sandbox of `h`'s platform.
+pub(crate) fn vscode_workflow(h: &mut impl Harness) {
     let id = h.create("journey");
     let host = format!("km-{id}");
     let home = h.env().home().to_path_buf();
@@ -350,8 +350,8 @@ impl Harness for Local {
 }
 
 #[test]
-fn the_seed_workflow_on_a_local_sandbox() {
-    seed_workflow(&mut Local {
+fn the_vscode_workflow_on_a_local_sandbox() {
+    vscode_workflow(&mut Local {
         env: TestEnv::new(),
         first_boot: None,
     });

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::support::{TestEnv, repo_profile, succeeds, wait_until};
 
 // Create, commands, stop, resume (first boot not repeated) and destroy with real ssh are the
-// seed journey (journey.rs), run on every platform.
+// shared VS Code workflow test (journey.rs), run on every platform.
 
 #[test]
 fn a_failed_create_leaves_nothing_behind() {

@@ -152,8 +152,8 @@ fn start_serves_ssh_scp_sftp_forwarding_and_parallel_connections() {
     );
 }
 
-// The status report and a rekey that an open session survives are in the seed journey
-// (journey.rs), run on every platform.
+// The status report and a rekey that an open session survives are in the shared VS Code
+// workflow test (journey.rs), run on every platform.
 
 #[test]
 fn status_notices_a_local_key_the_sandbox_does_not_take() {
