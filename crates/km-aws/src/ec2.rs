@@ -154,7 +154,7 @@ impl Ec2Platform {
     }
 
     fn placement(record: &SandboxRecord) -> Result<Placement, PlatformError> {
-        serde_json::from_value(record.resources.clone()).map_err(|_| {
+        serde_json::from_value(record.resources.placement()).map_err(|_| {
             PlatformError::Channel(format!(
                 "the record of {} names no EC2 instance (its create did not finish)",
                 record.id

@@ -18,7 +18,9 @@ use aws_sdk_dynamodb::types::{
     ReturnValue, ScalarAttributeType, TableStatus, TransactWriteItem,
 };
 use km_core::id::{Alias, SandboxId};
-use km_core::record::{LockHolder, NewSandbox, SandboxRecord, SandboxStore, Status, StoreError};
+use km_core::record::{
+    LockHolder, NewSandbox, Resources, SandboxRecord, SandboxStore, Status, StoreError,
+};
 
 use crate::connect::{AwsSettings, block_on, runtime, sdk_config};
 use crate::failure::AwsFailure;
@@ -370,9 +372,12 @@ fn record_of(item: &Item) -> Option<SandboxRecord> {
         created_at: number("created_at").unwrap_or(0),
         vscode_enabled: flag("vscode_enabled").unwrap_or(true),
         key_fingerprint: text(item, "key_fingerprint"),
-        resources: text(item, "resources")
-            .and_then(|r| serde_json::from_str(&r).ok())
-            .unwrap_or_else(|| serde_json::json!({})),
+        // Unreadable resources make the record unreadable, as they do in SQLite, rather than
+        // a record that seems to name nothing.
+        resources: match text(item, "resources") {
+            Some(stored) => serde_json::from_str(&stored).ok()?,
+            None => Resources::default(),
+        },
     })
 }
 
@@ -506,15 +511,15 @@ impl SandboxStore for DynamoStore {
         }
     }
 
-    fn set_resources(
-        &self,
-        id: &SandboxId,
-        resources: &serde_json::Value,
-    ) -> Result<(), StoreError> {
+    fn set_resources(&self, id: &SandboxId, resources: &Resources) -> Result<(), StoreError> {
         self.update(
             id,
             "SET resources = :v",
-            vec![(":v", s(resources.to_string()))],
+            vec![(
+                ":v",
+                s(serde_json::to_string(resources)
+                    .map_err(|e| StoreError::Backend(e.to_string()))?),
+            )],
         )
     }
 

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use km_aws::{AwsSettings, DynamoStore, ensure_table};
 use km_core::id::{Alias, SandboxId};
-use km_core::record::{LockHolder, NewSandbox, SandboxStore, Status, StoreError};
+use km_core::record::{
+    Creator, LockHolder, NewSandbox, Resources, SandboxStore, Status, StoreError,
+};
 use km_local::store::SqliteStore;
 
 fn new(id: &SandboxId, alias: Option<&str>) -> NewSandbox {
@@ -28,15 +30,16 @@ fn id(text: &str) -> SandboxId {
     text.parse().unwrap()
 }
 
-/// What every store must do. `damage` makes one record unreadable in the store's own backend.
-fn contract(store: &dyn SandboxStore, damage: &dyn Fn(&SandboxId)) {
+/// What every store must do. `damage(id, field, text)` writes `text` into one field of a
+/// record in the store's own backend, as a bug or another program might.
+fn contract(store: &dyn SandboxStore, damage: &dyn Fn(&SandboxId, &str, &str)) {
     let (a, b, c) = (id("sb-0000000a"), id("sb-0000000b"), id("sb-0000000c"));
     let web: Alias = "web".parse().unwrap();
 
     let first = store.insert(&new(&a, Some("web"))).unwrap();
     assert_eq!(first.status, Status::Starting);
     assert!(!first.locked && first.lock_holder.is_none());
-    assert_eq!(first.resources, serde_json::json!({}));
+    assert_eq!(first.resources, Resources::default());
     assert_eq!(store.get(&a).unwrap().as_ref(), Some(&first));
     assert_eq!(store.get_by_alias(&web).unwrap().as_ref(), Some(&first));
     assert_eq!(
@@ -65,14 +68,27 @@ fn contract(store: &dyn SandboxStore, damage: &dyn Fn(&SandboxId)) {
     store.set_locked(&a, Some(&holder)).unwrap();
     store.set_key_fingerprint(&a, Some("SHA256:abc")).unwrap();
     store
-        .set_resources(&a, &serde_json::json!({ "instance_id": "i-0123" }))
+        .set_resources(
+            &a,
+            &Resources::placed(
+                Some(Creator::Until { until_ms: 7 }),
+                &serde_json::json!({ "instance_id": "i-0123" }),
+            ),
+        )
         .unwrap();
     let changed = store.get(&a).unwrap().unwrap();
     assert_eq!(changed.status, Status::Running);
     assert!(changed.locked);
     assert_eq!(changed.lock_holder, Some(holder));
     assert_eq!(changed.key_fingerprint.as_deref(), Some("SHA256:abc"));
-    assert_eq!(changed.resources["instance_id"], "i-0123");
+    assert_eq!(
+        changed.resources.placement(),
+        serde_json::json!({ "instance_id": "i-0123" })
+    );
+    assert_eq!(
+        changed.resources.creator,
+        Some(Creator::Until { until_ms: 7 })
+    );
     store.set_locked(&a, None).unwrap();
     let unlocked = store.get(&a).unwrap().unwrap();
     assert!(!unlocked.locked && unlocked.lock_holder.is_none());
@@ -99,7 +115,7 @@ fn contract(store: &dyn SandboxStore, damage: &dyn Fn(&SandboxId)) {
 
     // A record the store cannot read fails the read: it is never silently dropped from the
     // list (a sandbox nobody sees still runs) nor taken for absent.
-    damage(&b);
+    damage(&b, "status", "sideways");
     let listing = store.list();
     assert!(
         matches!(listing, Err(StoreError::Backend(_))),
@@ -110,6 +126,10 @@ fn contract(store: &dyn SandboxStore, damage: &dyn Fn(&SandboxId)) {
         store.get(&c).unwrap().is_some(),
         "other records stay readable one by one"
     );
+    // Resources that are not JSON make the record unreadable too, never one that seems to
+    // name no instance.
+    damage(&c, "resources", "{\"instance_id\": ");
+    assert!(matches!(store.get(&c), Err(StoreError::Backend(_))));
 }
 
 #[test]
@@ -118,12 +138,12 @@ fn sqlite_and_dynamodb_keep_the_same_contract() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
     let sqlite = SqliteStore::open(&path).unwrap();
-    contract(&sqlite, &|id| {
+    contract(&sqlite, &|id, field, text| {
         rusqlite::Connection::open(&path)
             .unwrap()
             .execute(
-                "UPDATE sandboxes SET status = 'sideways' WHERE id = ?1",
-                [id.as_str()],
+                &format!("UPDATE sandboxes SET {field} = ?1 WHERE id = ?2"),
+                [text, id.as_str()],
             )
             .unwrap();
     });
@@ -149,11 +169,11 @@ fn sqlite_and_dynamodb_keep_the_same_contract() {
     };
     ensure_table(&settings).unwrap();
     let dynamo = DynamoStore::open(&settings).unwrap();
-    contract(&dynamo, &|id| {
+    contract(&dynamo, &|id, field, text| {
         let script = format!(
             "import boto3\n\
              db = boto3.client('dynamodb', region_name='us-east-1', endpoint_url='{}', aws_access_key_id='testing', aws_secret_access_key='testing')\n\
-             db.update_item(TableName='km-contract', Key={{'pk': {{'S': 'sandbox#{id}'}}}}, UpdateExpression='SET #s = :v', ExpressionAttributeNames={{'#s': 'status'}}, ExpressionAttributeValues={{':v': {{'S': 'sideways'}}}})\n",
+             db.update_item(TableName='km-contract', Key={{'pk': {{'S': 'sandbox#{id}'}}}}, UpdateExpression='SET #s = :v', ExpressionAttributeNames={{'#s': {field:?}}}, ExpressionAttributeValues={{':v': {{'S': {text:?}}}}})\n",
             sim.endpoint
         );
         let status = Command::new("python3")

@@ -80,8 +80,60 @@ pub struct SandboxRecord {
     pub vscode_enabled: bool,
     /// Fingerprint of the installed client key.
     pub key_fingerprint: Option<String>,
-    /// Platform-specific resources (instance ID, region, …).
-    pub resources: serde_json::Value,
+    /// Who is making it, and what its platform placed.
+    pub resources: Resources,
+}
+
+/// What a record says about its sandbox beyond km's own fields: km's note of who is making it,
+/// and the platform's placement (instance ID, region, isolation, …), which only the platform
+/// reads.
+///
+/// Stored as one JSON object with the platform's fields beside `creator`: the shape every km
+/// has written, so a table shared with an older km reads the same both ways.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Who makes the sandbox while its record is `starting`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<Creator>,
+    /// The platform's placement, as its `provision` returned it.
+    #[serde(flatten)]
+    pub platform: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Resources {
+    /// `placement` (a JSON object, as platforms return it) with `creator`; a `creator` key of
+    /// the placement's own is dropped, that name being km's.
+    pub fn placed(creator: Option<Creator>, placement: &serde_json::Value) -> Self {
+        let mut platform = placement.as_object().cloned().unwrap_or_default();
+        platform.remove("creator");
+        Self { creator, platform }
+    }
+
+    /// The platform's placement as one JSON value, for the platform to deserialize.
+    pub fn placement(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.platform.clone())
+    }
+}
+
+/// Who is making a sandbox, so that `km list` can tell a create in progress from a dead one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Creator {
+    /// A process on the machine that made the record: its PID and its start time in clock
+    /// ticks since boot, so a reused PID is not mistaken for it.
+    Process {
+        /// The process ID.
+        pid: i32,
+        /// `/proc/<pid>/stat` field 22.
+        started: u64,
+    },
+    /// A manager elsewhere (a Lambda invocation), which ends by this time (epoch ms).
+    Until {
+        /// Epoch milliseconds.
+        until_ms: u64,
+    },
+    /// A kind a newer km wrote, kept as it is.
+    Other(serde_json::Value),
 }
 
 /// Who holds a sandbox's lock, as `km list` shows it.
@@ -167,12 +219,8 @@ pub trait SandboxStore {
         id: &SandboxId,
         fingerprint: Option<&str>,
     ) -> Result<(), StoreError>;
-    /// Records platform resources.
-    fn set_resources(
-        &self,
-        id: &SandboxId,
-        resources: &serde_json::Value,
-    ) -> Result<(), StoreError>;
+    /// Records who makes the sandbox and what its platform placed.
+    fn set_resources(&self, id: &SandboxId, resources: &Resources) -> Result<(), StoreError>;
     /// Forgets the sandbox.
     fn delete(&self, id: &SandboxId) -> Result<(), StoreError>;
 
@@ -191,5 +239,64 @@ pub trait SandboxStore {
                 .ok_or_else(|| not_found("as an alias")),
             SandboxRef::Id(id) => self.get(id)?.ok_or_else(|| not_found("as a sandbox ID")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{Creator, Resources};
+
+    fn read(stored: serde_json::Value) -> Resources {
+        serde_json::from_value(stored).expect("stored resources read")
+    }
+
+    #[test]
+    fn resources_read_every_shape_km_has_stored_and_write_it_back_unchanged() {
+        for stored in [
+            json!({}),
+            json!({ "creator": { "pid": 41, "started": 9000 } }),
+            json!({ "creator": { "until_ms": 1_700_000_000_000_u64 } }),
+            json!({ "creator": { "pid": 41, "started": 9000 }, "instance_id": "i-0a", "region": "eu-west-1" }),
+            json!({ "isolation": "namespaces", "network": "none" }),
+        ] {
+            let resources = read(stored.clone());
+            assert_eq!(serde_json::to_value(&resources).unwrap(), stored);
+        }
+        let made =
+            read(json!({ "creator": { "pid": 41, "started": 9000 }, "instance_id": "i-0a" }));
+        assert_eq!(
+            made.creator,
+            Some(Creator::Process {
+                pid: 41,
+                started: 9000
+            })
+        );
+        assert_eq!(made.placement(), json!({ "instance_id": "i-0a" }));
+    }
+
+    #[test]
+    fn a_null_or_unknown_creator_is_kept_not_refused() {
+        // A km that could not read its own start time wrote `null`.
+        assert_eq!(read(json!({ "creator": null })).creator, None);
+        let newer = read(json!({ "creator": { "task": "arn:x" } }));
+        assert_eq!(
+            newer.creator,
+            Some(Creator::Other(json!({ "task": "arn:x" })))
+        );
+    }
+
+    #[test]
+    fn a_placement_cannot_take_the_creator_key() {
+        let resources = Resources::placed(
+            Some(Creator::Until { until_ms: 5 }),
+            &json!({ "creator": "platform's", "instance_id": "i-0a" }),
+        );
+        assert_eq!(
+            serde_json::to_value(&resources).unwrap(),
+            json!({ "creator": { "until_ms": 5 }, "instance_id": "i-0a" })
+        );
+        assert_eq!(Resources::placed(None, &json!(null)), Resources::default());
     }
 }

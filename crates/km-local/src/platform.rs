@@ -611,10 +611,7 @@ impl Platform for LocalPlatform {
     fn boundary(&self, record: &SandboxRecord) -> Boundary {
         // From the record, so that a teammate's km and a stopped sandbox answer alike; a
         // sandbox made before isolation existed has no such field and ran unisolated.
-        match (
-            record.resources["isolation"].as_str(),
-            record.resources["network"].as_str(),
-        ) {
+        match (placed(record, "isolation"), placed(record, "network")) {
             (Some("namespaces"), Some("none")) => Boundary::NamespacesOffline,
             (Some("namespaces"), _) => Boundary::Namespaces,
             _ => Boundary::None,
@@ -632,4 +629,9 @@ impl Platform for LocalPlatform {
         // The agent's sshd owns the passed descriptor; km's process is not in the data path.
         true
     }
+}
+
+/// A text field of the placement `provision` recorded for `record`.
+fn placed<'r>(record: &'r SandboxRecord, field: &str) -> Option<&'r str> {
+    record.resources.platform.get(field)?.as_str()
 }

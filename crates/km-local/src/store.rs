@@ -8,7 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use km_core::id::{Alias, SandboxId};
-use km_core::record::{LockHolder, NewSandbox, SandboxRecord, SandboxStore, Status, StoreError};
+use km_core::record::{
+    LockHolder, NewSandbox, Resources, SandboxRecord, SandboxStore, Status, StoreError,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 /// A sandbox store in one SQLite file.
@@ -253,15 +255,11 @@ impl SandboxStore for SqliteStore {
         )
     }
 
-    fn set_resources(
-        &self,
-        id: &SandboxId,
-        resources: &serde_json::Value,
-    ) -> Result<(), StoreError> {
+    fn set_resources(&self, id: &SandboxId, resources: &Resources) -> Result<(), StoreError> {
         self.update(
             id,
             "UPDATE sandboxes SET resources = ?1 WHERE id = ?2",
-            &resources.to_string(),
+            &serde_json::to_string(resources).map_err(|e| StoreError::Backend(e.to_string()))?,
         )
     }
 

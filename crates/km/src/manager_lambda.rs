@@ -185,11 +185,7 @@ const RECOVERY_MARGIN_MS: u64 = 10_000;
 /// launching and recording: wait until the platform lists what it launched, as far as this
 /// attempt's deadline allows.
 fn settle(record: &km_core::record::SandboxRecord, deadline_ms: u64) {
-    let only_creator = record
-        .resources
-        .as_object()
-        .is_none_or(|fields| fields.keys().all(|k| k == "creator"));
-    if !only_creator {
+    if !record.resources.platform.is_empty() {
         return;
     }
     let settled_ms = (record.created_at + LISTING_SETTLES.as_secs()) * 1000;

@@ -127,7 +127,7 @@ impl SandboxStore for RoutedStore {
     fn set_resources(
         &self,
         id: &SandboxId,
-        resources: &serde_json::Value,
+        resources: &km_core::record::Resources,
     ) -> Result<(), StoreError> {
         self.holder(id)?.set_resources(id, resources)
     }

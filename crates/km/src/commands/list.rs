@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use km_core::platform::{Boundary, Liveness};
-use km_core::record::{SandboxRecord, Status};
+use km_core::record::{Creator, SandboxRecord, Status};
 use km_local::process_tree::ProcessIdentity;
 
 use crate::cli::ListArgs;
@@ -21,19 +21,19 @@ fn live_status(record: &SandboxRecord, running: impl FnOnce() -> bool) -> Status
     match record.status {
         Status::Starting => {
             // A manager elsewhere (Lambda) names the time it ends by; a process here, itself.
-            if let Some(until) = record.resources["creator"]["until_ms"].as_u64() {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis());
-                return if now < u128::from(until) {
-                    Status::Starting
-                } else {
-                    Status::Failed
-                };
-            }
-            let creator: Option<ProcessIdentity> =
-                serde_json::from_value(record.resources["creator"].clone()).ok();
-            if creator.is_some_and(|creator| creator.is_alive()) {
+            let working = match record.resources.creator {
+                Some(Creator::Until { until_ms }) => {
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis());
+                    now < u128::from(until_ms)
+                }
+                Some(Creator::Process { pid, started }) => {
+                    ProcessIdentity { pid, started }.is_alive()
+                }
+                Some(Creator::Other(_)) | None => false,
+            };
+            if working {
                 Status::Starting
             } else {
                 Status::Failed

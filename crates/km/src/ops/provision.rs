@@ -9,7 +9,7 @@ use km_core::id::{Alias, SandboxId};
 use km_core::keys::{KeyPair, fingerprint_of_line, key_material};
 use km_core::platform::{Platform, ProvisionRequest};
 use km_core::profile::Profile;
-use km_core::record::{NewSandbox, SandboxStore, Status};
+use km_core::record::{Creator, NewSandbox, Resources, SandboxStore, Status};
 use km_core::remote_script::{parse_probe, probe_script};
 use km_core::userdata::UserData;
 use km_local::process_tree::ProcessIdentity;
@@ -39,13 +39,14 @@ pub(crate) enum Maker {
 
 /// Who makes the sandbox, as its `starting` record names it: this process, or a manager that
 /// works until a known time.
-fn creator(maker: &Maker) -> serde_json::Value {
+fn creator(maker: &Maker) -> Option<Creator> {
     match maker {
         Maker::Manager {
             works_until_ms: Some(until),
             ..
-        } => serde_json::json!({ "until_ms": until }),
-        _ => serde_json::json!(ProcessIdentity::current()),
+        } => Some(Creator::Until { until_ms: *until }),
+        _ => ProcessIdentity::current()
+            .map(|ProcessIdentity { pid, started }| Creator::Process { pid, started }),
     }
 }
 
@@ -69,9 +70,14 @@ pub(crate) fn make(context: &Context, plan: &Plan<'_>, maker: &Maker) -> Command
         vscode_enabled: profile.vscode_enabled,
         created_at,
     })?;
-    let creator = serde_json::json!({ "creator": creator(maker) });
     let result = store
-        .set_resources(id, &creator)
+        .set_resources(
+            id,
+            &Resources {
+                creator: creator(maker),
+                ..Resources::default()
+            },
+        )
         .map_err(CommandError::from)
         .and_then(|()| {
             build(
@@ -231,16 +237,12 @@ fn build(
     .render()
     .map_err(|e| CommandError::user(e.to_string()))?;
     check_interrupts(interrupts, id)?;
-    let mut resources = {
+    let placement = {
         let _spinner = ui::Spinner::start(&format!("booting {id}"));
         // Recorded as soon as the platform knows it, so a create killed mid-boot can be undone.
         let placed = |placement: &serde_json::Value| {
-            let mut resources = placement.clone();
-            if let Some(fields) = resources.as_object_mut() {
-                fields.insert("creator".into(), creator(maker));
-            }
             store
-                .set_resources(id, &resources)
+                .set_resources(id, &Resources::placed(creator(maker), placement))
                 .map_err(|e| km_core::platform::PlatformError::Channel(e.to_string()))
         };
         platform
@@ -255,10 +257,7 @@ fn build(
             )
             .map_err(|e| CommandError::user(format!("sandbox {id} failed to boot")).cause(e))?
     };
-    if let Some(fields) = resources.as_object_mut() {
-        fields.insert("creator".into(), creator(maker));
-    }
-    store.set_resources(id, &resources)?;
+    store.set_resources(id, &Resources::placed(creator(maker), &placement))?;
     check_interrupts(interrupts, id)?;
     let record = store.get(id)?.ok_or_else(|| {
         CommandError::user(format!(
