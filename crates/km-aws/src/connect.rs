@@ -6,8 +6,9 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
 
-/// What `km init --aws` recorded for this machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the AWS platform keeps records and how it launches sandboxes, as `km init --aws`
+/// recorded it (and as the management component is deployed with).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AwsSettings {
     /// The region of the record table, and of sandboxes whose profile names none.
     pub region: String,
@@ -16,10 +17,13 @@ pub struct AwsSettings {
     /// EC2 instance type for sandboxes whose profile names none.
     pub instance_type: String,
     /// Subnet to launch in; the default VPC's when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet: Option<String>,
     /// Security group; the VPC's default when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_group: Option<String>,
     /// IAM instance profile that lets the SSM agent register.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_profile: Option<String>,
 }
 

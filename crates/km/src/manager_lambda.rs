@@ -20,7 +20,7 @@ use crate::context::Context;
 use crate::error::{CommandError, CommandResult, io_at};
 use crate::manager_protocol::PLATFORM_VAR;
 use crate::platforms;
-use crate::settings::{AwsSettings, PlatformChoice, Settings};
+use crate::settings::Settings;
 use crate::ui;
 
 /// How often a request held by another live attempt is looked at again.
@@ -49,7 +49,7 @@ pub(crate) fn serve() -> CommandResult<ExitCode> {
         ))
         .hint("km init --aws --region <region> --sidecars --artifact-bucket <bucket>")
     })?;
-    let aws: AwsSettings = serde_json::from_str(&text).map_err(|e| {
+    let aws: km_aws::AwsSettings = serde_json::from_str(&text).map_err(|e| {
         CommandError::user(format!("{PLATFORM_VAR} is not km's AWS settings"))
             .cause(e)
             .hint("km init --aws --region <region> --sidecars --artifact-bucket <bucket>")
@@ -59,12 +59,19 @@ pub(crate) fn serve() -> CommandResult<ExitCode> {
     let context = Context::for_home(home);
     km_core::atomic_file::ensure_private_dir(&context.paths.km_dir(), 0o700)
         .map_err(io_at(&context.paths.km_dir()))?;
-    let settings = Settings {
-        platform: PlatformChoice::Aws,
+    let mut settings = Settings {
+        platform: platforms::AWS.to_owned(),
         operator: "km-manager".parse().ok(),
-        aws: Some(aws),
-        other: serde_json::Map::new(),
+        ..Settings::default()
     };
+    settings.set_section(
+        platforms::AWS,
+        &km_aws::SavedSettings {
+            platform: aws,
+            manager_bucket: None,
+            manager_function: None,
+        },
+    )?;
     settings.save(&context)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -113,8 +120,10 @@ fn invocation(
         .ok_or("the invocation is not a km request: it has no request_id")?
         .to_owned();
     let settings = Settings::load(context).map_err(|e| e.one_line())?;
-    let aws = settings.aws.ok_or("km's settings hold no AWS platform")?;
-    let requests = RequestTable::open(&platforms::aws_sdk_settings(&aws))
+    let aws = platforms::aws_section(context, &settings)
+        .map_err(|e| e.one_line())?
+        .ok_or("km's settings hold no AWS platform")?;
+    let requests = RequestTable::open(&aws.platform)
         .map_err(|e| format!("cannot reach the request table: {e}"))?;
     let taken_over = loop {
         let claim = requests

@@ -1,5 +1,5 @@
 //! This machine's km settings (`~/.km/config.json`), written by `km init`: which platform's
-//! store holds the sandbox records, and what the AWS platform launches instances with.
+//! store holds the sandbox records, who the operator is, and each provider's own section.
 
 use km_core::id::Operator;
 use serde::{Deserialize, Serialize};
@@ -7,56 +7,35 @@ use serde::{Deserialize, Serialize};
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult, io_at};
 
-/// Where this machine's sandbox records live.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum PlatformChoice {
-    /// SQLite in `~/.km`, sandboxes on this machine.
-    #[default]
-    Local,
-    /// A DynamoDB table shared by the team, sandboxes on EC2.
-    Aws,
-}
-
-/// What `km init --aws` saved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct AwsSettings {
-    /// The region of the DynamoDB table (and the default for sandboxes).
-    pub(crate) region: String,
-    /// The DynamoDB table of sandbox records.
-    pub(crate) table: String,
-    /// EC2 instance type for sandboxes.
-    pub(crate) instance_type: String,
-    /// Subnet to launch in (the default VPC's when unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) subnet: Option<String>,
-    /// Security group for sandboxes (the VPC's default when unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) security_group: Option<String>,
-    /// IAM instance profile that lets the SSM agent register.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) instance_profile: Option<String>,
-    /// The S3 bucket of the management component's artifacts (`km init --aws --sidecars`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) manager_bucket: Option<String>,
-    /// The Lambda function that runs the management component.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) manager_function: Option<String>,
-}
-
 /// The whole settings file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Settings {
-    #[serde(default)]
-    pub(crate) platform: PlatformChoice,
+    /// The platform whose store holds this machine's records: `local` (SQLite in `~/.km`), or
+    /// a provider whose store the team shares (`aws`: DynamoDB), which then keeps the records
+    /// of that provider's sandboxes while local ones stay on this machine.
+    #[serde(default = "local")]
+    pub(crate) platform: String,
     /// This operator's name on the keys it makes (`km init --operator`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) operator: Option<Operator>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) aws: Option<AwsSettings>,
-    /// Everything else km init recorded (tool paths, version), kept as it was.
+    /// Each provider's own section (`aws`: what `km init --aws` saved), tool paths and
+    /// version, kept as they were: only the provider reads its section.
     #[serde(flatten)]
     pub(crate) other: serde_json::Map<String, serde_json::Value>,
+}
+
+fn local() -> String {
+    crate::platforms::LOCAL.to_owned()
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            platform: local(),
+            operator: None,
+            other: serde_json::Map::new(),
+        }
+    }
 }
 
 /// `user@host` with anything an operator name cannot hold replaced, for machines that never
@@ -105,6 +84,39 @@ impl Settings {
                 .cause(e)
                 .hint("run `km init` (or `km init --aws …`) again to rewrite it")
         })
+    }
+
+    /// The section `name` of the settings file, as its provider reads it.
+    // Only providers with settings of their own (AWS) read and write sections.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    pub(crate) fn section<T: serde::de::DeserializeOwned>(
+        &self,
+        context: &Context,
+        name: &str,
+    ) -> CommandResult<Option<T>> {
+        let Some(value) = self.other.get(name) else {
+            return Ok(None);
+        };
+        serde_json::from_value(value.clone())
+            .map(Some)
+            .map_err(|e| {
+                CommandError::user(format!(
+                    "the {name:?} section of {} is not valid km settings",
+                    context.paths.config_file().display()
+                ))
+                .cause(e)
+                .hint(format!("run `km init --{name} …` again to rewrite it"))
+            })
+    }
+
+    /// Replaces the section `name`.
+    // Only providers with settings of their own (AWS) read and write sections.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    pub(crate) fn set_section<T: Serialize>(&mut self, name: &str, value: &T) -> CommandResult<()> {
+        let value = serde_json::to_value(value)
+            .map_err(|e| CommandError::user("cannot encode km's settings").cause(e))?;
+        self.other.insert(name.to_owned(), value);
+        Ok(())
     }
 
     /// Writes the settings atomically (0600).

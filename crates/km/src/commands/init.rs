@@ -9,27 +9,18 @@ use crate::cli::InitArgs;
 use crate::context::{Context, store_error};
 use crate::error::{CommandResult, io_at};
 use crate::ops::operator_state::name_operator;
-use crate::settings::{PlatformChoice, Settings};
+use crate::platforms;
+use crate::settings::Settings;
 use crate::ui;
 
 pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode> {
-    if args.aws {
-        return crate::platforms::init_aws(
-            context,
-            &crate::platforms::AwsInit {
-                region: args.region.clone(),
-                table: args.table.clone(),
-                instance_type: args.instance_type.clone(),
-                subnet: args.subnet.clone(),
-                security_group: args.security_group.clone(),
-                instance_profile: args.instance_profile.clone(),
-                sidecars: args.sidecars,
-                artifact_bucket: args.artifact_bucket.clone(),
-                manager_function: args.manager_function.clone(),
-                manager_binary: args.manager_binary.clone(),
-                operator: args.operator.clone(),
-            },
-        );
+    if let Some(done) = platforms::init_shared(
+        context,
+        &args.platforms,
+        args.operator.as_ref(),
+        args.sidecars,
+    ) {
+        return done;
     }
     // Find the tools before creating anything, so a machine without sshd is left as it was.
     let tools = context.tools()?;
@@ -45,7 +36,7 @@ pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode>
     km_local::store::SqliteStore::open(&paths.store_file())
         .map_err(|e| store_error(&paths.store_file(), e))?;
     let mut settings = Settings::load(context).unwrap_or_default();
-    settings.platform = PlatformChoice::Local;
+    settings.platform = platforms::LOCAL.to_owned();
     name_operator(context, &mut settings, args.operator.as_ref());
     for (key, value) in [
         ("sshd", serde_json::json!(tools.sshd)),
