@@ -23,6 +23,7 @@ use crate::boot::{BOOT_STEPS, FIRST_BOOT_DONE};
 
 use crate::connect::{AwsSettings, block_on, runtime, sdk_config};
 use crate::failure::AwsFailure;
+use crate::runtime::Ec2Runtime;
 use crate::ssm_command::{self, Failure, OnInterrupt, Registration, STDERR_LIMIT, STDOUT_LIMIT};
 use crate::ssm_session::SessionTarget;
 
@@ -115,10 +116,14 @@ fn instance_profile_spec(profile: &str) -> IamInstanceProfileSpecification {
     }
 }
 
-/// Expired or missing credentials stay that kind of error, whatever was being done.
+/// Expired or missing credentials, and an AWS that cannot be reached, stay that kind of error,
+/// whatever was being done.
 fn boot(failure: AwsFailure) -> PlatformError {
     match failure {
         AwsFailure::Credentials(_) => PlatformError::Credentials(failure.to_string()),
+        AwsFailure::Unreachable(_) | AwsFailure::Throttled(_) => {
+            PlatformError::Unreachable(failure.to_string())
+        }
         other => PlatformError::Boot(other.to_string()),
     }
 }
@@ -126,6 +131,9 @@ fn boot(failure: AwsFailure) -> PlatformError {
 fn channel(failure: AwsFailure) -> PlatformError {
     match failure {
         AwsFailure::Credentials(_) => PlatformError::Credentials(failure.to_string()),
+        AwsFailure::Unreachable(_) | AwsFailure::Throttled(_) => {
+            PlatformError::Unreachable(failure.to_string())
+        }
         other => PlatformError::Channel(other.to_string()),
     }
 }
@@ -335,11 +343,11 @@ impl Ec2Platform {
         ec2: &Client,
         ssm: &aws_sdk_ssm::Client,
         region: &str,
+        wanted: &Ec2Runtime,
         request: &ProvisionRequest,
     ) -> Result<String, AwsFailure> {
         self.check_manageable(ssm, region).await?;
-        let instance_type = request
-            .runtime
+        let instance_type = wanted
             .instance_type
             .clone()
             .unwrap_or_else(|| self.settings.instance_type.clone());
@@ -347,7 +355,7 @@ impl Ec2Platform {
         let image = Self::image(
             ec2,
             ssm,
-            request.runtime.ami.as_deref(),
+            wanted.ami.as_deref(),
             &architecture,
             &instance_type,
         )
@@ -624,14 +632,17 @@ impl Platform for Ec2Platform {
                 request.userdata.len()
             )));
         }
-        let region = request
-            .runtime
+        let wanted = Ec2Runtime::of(&request.runtime)?;
+        let region = wanted
             .region
             .clone()
             .unwrap_or_else(|| self.settings.region.clone());
         let (ec2, ssm) = self.clients(&region);
-        let instance_id =
-            block_on(&self.runtime, self.launch(&ec2, &ssm, &region, request)).map_err(boot)?;
+        let instance_id = block_on(
+            &self.runtime,
+            self.launch(&ec2, &ssm, &region, &wanted, request),
+        )
+        .map_err(boot)?;
         let placement = serde_json::json!(Placement {
             instance_id: instance_id.clone(),
             region: region.clone(),
@@ -775,6 +786,11 @@ impl Platform for Ec2Platform {
                 .map_err(|error| match AwsFailure::from_sdk(error) {
                     failure @ AwsFailure::Credentials(_) => {
                         PlatformError::Credentials(failure.to_string())
+                    }
+                    failure @ (AwsFailure::Unreachable(_) | AwsFailure::Throttled(_)) => {
+                        PlatformError::Unreachable(format!(
+                            "cannot ask EC2 in {region} whether the sandboxes' instances run: {failure}"
+                        ))
                     }
                     other => PlatformError::Channel(format!(
                         "cannot ask EC2 in {region} whether the sandboxes' instances run: {other}"

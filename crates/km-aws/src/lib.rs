@@ -12,6 +12,7 @@ mod ec2;
 mod failure;
 mod manager;
 mod requests;
+mod runtime;
 mod saved_settings;
 mod ssm_command;
 mod ssm_session;
@@ -25,6 +26,7 @@ pub use manager::{
     invoke_event,
 };
 pub use requests::{Claim, RequestItem, RequestState, RequestTable, now_seconds};
+pub use runtime::Ec2Runtime;
 pub use saved_settings::SavedSettings;
 pub use ssm_command::{STDERR_LIMIT, STDOUT_LIMIT};
 pub use store::{DynamoStore, TableSetup, ensure_table};

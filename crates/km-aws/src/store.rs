@@ -47,6 +47,9 @@ pub enum TableSetup {
 fn backend(failure: AwsFailure) -> StoreError {
     match failure {
         AwsFailure::Credentials(_) => StoreError::Credentials(failure.to_string()),
+        AwsFailure::Unreachable(_) | AwsFailure::Throttled(_) => {
+            StoreError::Unreachable(failure.to_string())
+        }
         other => StoreError::Backend(other.to_string()),
     }
 }

@@ -35,7 +35,7 @@ pub struct ProvisionRequest {
     pub alias: Option<Alias>,
     /// The first-boot script.
     pub userdata: String,
-    /// The profile's `spec.runtime` (region, instance type, AMI), for platforms that use it.
+    /// The profile's `spec.runtime`: its substrate and the fields its provider reads (checked).
     pub runtime: Runtime,
 }
 
@@ -64,6 +64,10 @@ pub enum PlatformError {
     /// operator signs in again.
     #[error("{0}")]
     Credentials(String),
+    /// The platform could not be reached, or throttled km past its retries: the call had no
+    /// effect to rely on, and may be tried again.
+    #[error("{0}")]
+    Unreachable(String),
     /// This machine cannot run a sandbox the way its profile asks, until the operator acts.
     #[error("{what}")]
     Unsupported {
@@ -72,6 +76,21 @@ pub enum PlatformError {
         /// What the operator can do, best first.
         fixes: Vec<String>,
     },
+}
+
+impl From<Vec<crate::profile::FieldError>> for PlatformError {
+    /// A profile's runtime that its provider refuses: only reached by a profile that skipped
+    /// km's own check (which reports each field at its place).
+    fn from(errors: Vec<crate::profile::FieldError>) -> Self {
+        Self::Unsupported {
+            what: errors
+                .iter()
+                .map(|e| format!("spec.runtime.{}: {}", e.key, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            fixes: vec!["fix the profile, then check it with `km validate <profile>`".into()],
+        }
+    }
 }
 
 /// What separates a sandbox from the machine it runs on, as `km list` and `km doctor` say it.

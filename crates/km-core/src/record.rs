@@ -192,6 +192,10 @@ pub enum StoreError {
     /// The store's credentials are missing or expired (a shared store in a cloud).
     #[error("state store: {0}")]
     Credentials(String),
+    /// The store could not be reached, or throttled km past its retries (a shared store in a
+    /// cloud): nothing was decided, and the call may be tried again.
+    #[error("state store: {0}")]
+    Unreachable(String),
     /// The database failed.
     #[error("state store: {0}")]
     Backend(String),

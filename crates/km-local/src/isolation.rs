@@ -13,7 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use km_core::profile::Network;
+use crate::runtime::Network;
 
 use crate::layout::SandboxLayout;
 use crate::sshd::SshdTools;

@@ -9,6 +9,7 @@ pub mod layout;
 pub mod platform;
 pub mod process_tree;
 pub mod protocol;
+pub mod runtime;
 pub mod sshd;
 pub mod store;
 pub mod tcp_peer;

@@ -20,7 +20,7 @@ use km_core::platform::{
     Boundary, ExecOutput, HealthCheck, Liveness, Platform, PlatformError, ProvisionRequest,
     StreamSession,
 };
-use km_core::profile::{Isolation, Network, Runtime};
+use km_core::profile::Runtime;
 use km_core::record::SandboxRecord;
 
 use crate::agent::AgentConfig;
@@ -31,6 +31,7 @@ use crate::isolation::{
 use crate::layout::SandboxLayout;
 use crate::process_tree;
 use crate::protocol::{Reply, recv_reply};
+use crate::runtime::{Isolation, LocalRuntime, Network};
 use crate::sshd::SshdTools;
 
 /// Unix socket paths longer than this do not fit `sockaddr_un` on every OS.
@@ -90,10 +91,8 @@ impl LocalPlatform {
 
     /// How a sandbox with `runtime` is isolated; refused when its settings contradict.
     fn isolation_for(runtime: &Runtime) -> Result<Option<IsolationConfig>, PlatformError> {
-        match (
-            runtime.isolation.unwrap_or_default(),
-            runtime.network.unwrap_or_default(),
-        ) {
+        let runtime = LocalRuntime::of(runtime)?;
+        match (runtime.isolation, runtime.network) {
             (Isolation::Namespaces, network) => Ok(Some(IsolationConfig { network })),
             (Isolation::None, Network::Host) => Ok(None),
             (Isolation::None, Network::None) => Err(PlatformError::Unsupported {

@@ -15,6 +15,14 @@ pub(crate) enum ErrorKind {
     NotRunning,
     /// The platform's credentials are missing or expired (exit 5): sign in again, retry.
     Credentials,
+    /// A gate refused (exit 6): the sandbox is locked, VS Code is off for it, or this machine
+    /// cannot run it the way its profile asks; the hint says what lifts the gate.
+    Refused,
+    /// The platform or its store could not be reached, or kept asking km to slow down
+    /// (exit 7): nothing was decided, and the same command can be run again.
+    Unreachable,
+    /// km broke one of its own rules (exit 70, as sysexits' EX_SOFTWARE): a bug to report.
+    Internal,
     /// Ctrl-C ended it (exit 130).
     Interrupted,
 }
@@ -27,6 +35,9 @@ impl ErrorKind {
             Self::NotFound => 3,
             Self::NotRunning => 4,
             Self::Credentials => 5,
+            Self::Refused => 6,
+            Self::Unreachable => 7,
+            Self::Internal => 70,
             Self::Interrupted => crate::interrupts::INTERRUPTED_EXIT,
         }
     }
@@ -47,6 +58,12 @@ impl CommandError {
     /// A failure caused by the user's input or the sandbox's state (exit 1).
     pub(crate) fn user(message: impl Into<String>) -> Self {
         Self::of(ErrorKind::Failed, message)
+    }
+
+    /// km broke one of its own rules: says so, and how to report it.
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::of(ErrorKind::Internal, message)
+            .hint("this is a bug in km: report it with the output above and `km --version`")
     }
 
     /// A failure of a kind scripts tell apart by its exit status.
@@ -91,6 +108,9 @@ impl CommandError {
     }
 }
 
+/// The hint for a platform or store that could not be reached.
+const RUN_AGAIN: &str = "this failure changed nothing: run the same km command again (if it persists, check the network, the region and the platform's status page)";
+
 impl From<StoreError> for CommandError {
     fn from(error: StoreError) -> Self {
         let hint = match &error {
@@ -100,6 +120,7 @@ impl From<StoreError> for CommandError {
             StoreError::Ambiguous { .. } => {
                 Some("name it by its ID (km list shows each sandbox's platform and ID)".to_owned())
             }
+            StoreError::Unreachable(_) => Some(RUN_AGAIN.to_owned()),
             StoreError::AliasTaken(alias) => Some(format!(
                 "pick another --alias, or free it with `km destroy {alias} --yes`"
             )),
@@ -108,6 +129,7 @@ impl From<StoreError> for CommandError {
         let kind = match &error {
             StoreError::NotFound { .. } => ErrorKind::NotFound,
             StoreError::Credentials(_) => ErrorKind::Credentials,
+            StoreError::Unreachable(_) => ErrorKind::Unreachable,
             _ => ErrorKind::Failed,
         };
         let mut out = Self::of(kind, error.to_string());
@@ -130,8 +152,13 @@ impl From<PlatformError> for CommandError {
             }
             PlatformError::Credentials(_) => Self::of(ErrorKind::Credentials, error.to_string())
                 .hint("sign in again (e.g. `aws sso login`, or set AWS_PROFILE), then run the same km command again"),
-            PlatformError::Unsupported { fixes, .. } => {
-                fixes.iter().fold(Self::user(error.to_string()), |e, fix| e.hint(fix.clone()))
+            PlatformError::Unsupported { fixes, .. } => fixes
+                .iter()
+                .fold(Self::of(ErrorKind::Refused, error.to_string()), |e, fix| {
+                    e.hint(fix.clone())
+                }),
+            PlatformError::Unreachable(_) => {
+                Self::of(ErrorKind::Unreachable, error.to_string()).hint(RUN_AGAIN)
             }
             _ => Self::user(error.to_string()),
         }

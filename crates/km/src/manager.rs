@@ -14,17 +14,19 @@ use std::time::{Duration, Instant};
 
 use km_core::atomic_file::{FileLock, ensure_private_dir, write_atomic};
 use km_core::id::{Alias, SandboxId};
-use km_core::profile::{Profile, SearchPath, load_profile};
+use km_core::profile::{Profile, SearchPath};
 
 use crate::cli::{CreateArgs, DestroyArgs};
 use crate::context::Context;
-use crate::error::{CommandError, CommandResult, io_at};
+use crate::error::{CommandError, CommandResult, ErrorKind, io_at};
 use crate::interrupts::Interrupts;
 pub(crate) use crate::manager_protocol::{
     CreateRequest, DestroyRequest, Manifest, Outcome, VSCODE_KEY_FIELD, build_id, difference,
 };
+use crate::ops::destroy::OperatorState;
 use crate::ops::operator_state::forget_operator_state;
 use crate::ops::provision::{Maker, Plan, make};
+use crate::ops::sandbox_handle::SandboxHandle;
 use crate::platforms;
 use crate::remote_request::{create_request, created_remotely, request_id, single_key_line};
 use crate::ui;
@@ -111,7 +113,7 @@ pub(crate) fn install(context: &Context) -> CommandResult<()> {
             .cause(String::from_utf8_lossy(&output.stderr).trim().to_owned())
     })?;
     let text = serde_json::to_string_pretty(&manifest)
-        .map_err(|e| CommandError::user("cannot encode the manifest").cause(e))?;
+        .map_err(|e| CommandError::internal(format!("cannot encode the manifest: {e}")))?;
     write_atomic(&layout.manifest(), format!("{text}\n").as_bytes(), 0o600)
         .map_err(io_at(&layout.manifest()))?;
     ui::status(&format!(
@@ -230,7 +232,7 @@ fn usable_manager(context: &Context, layout: &Layout, fields: &[&str]) -> Comman
 /// Queues `request` (as JSON) and starts a manager to work the queue.
 fn submit(layout: &Layout, request_id: &str, request: &serde_json::Value) -> CommandResult<Child> {
     let text = serde_json::to_vec_pretty(request)
-        .map_err(|e| CommandError::user("cannot encode the request").cause(e))?;
+        .map_err(|e| CommandError::internal(format!("cannot encode the request: {e}")))?;
     let path = layout.queue().join(format!("{request_id}.json"));
     write_atomic(&path, &text, 0o600).map_err(io_at(&path))?;
     wake(layout)
@@ -648,7 +650,7 @@ pub(crate) fn print_manifest(context: &Context) -> CommandResult<ExitCode> {
     let manifest = Manifest::of_this_build(&context.km_exe)?;
     ui::data(
         &serde_json::to_string(&manifest)
-            .map_err(|e| CommandError::user("cannot encode the manifest").cause(e))?,
+            .map_err(|e| CommandError::internal(format!("cannot encode the manifest: {e}")))?,
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -720,7 +722,7 @@ fn request_id_of(path: &Path) -> String {
 /// is set aside under `rejected/` for a person to look at.
 fn finish(layout: &Layout, claimed: &Path, outcome: &Outcome) -> CommandResult<()> {
     let text = serde_json::to_vec_pretty(outcome)
-        .map_err(|e| CommandError::user("cannot encode a result").cause(e))?;
+        .map_err(|e| CommandError::internal(format!("cannot encode a result: {e}")))?;
     let result = layout
         .results()
         .join(format!("{}.json", outcome.request_id));
@@ -826,7 +828,7 @@ fn perform(context: &Context, path: &Path) -> Outcome {
             state: "done".into(),
             error: None,
         },
-        Err(error) => failed(error),
+        Err(error) => failed(error.one_line()),
     }
 }
 
@@ -837,16 +839,18 @@ pub(crate) fn perform_value(
     request_id: &str,
     value: serde_json::Value,
     works_until_ms: Option<u64>,
-) -> Result<(), String> {
+) -> CommandResult<()> {
     let kind = request_id.split('-').next().unwrap_or_default();
     match kind {
         "create" => serde_json::from_value::<CreateRequest>(value)
-            .map_err(|e| format!("the create request was refused: {e}"))
+            .map_err(|e| CommandError::user("the create request was refused").cause(e))
             .and_then(|request| create(context, &request, works_until_ms)),
         "destroy" => serde_json::from_value::<DestroyRequest>(value)
-            .map_err(|e| format!("the destroy request was refused: {e}"))
+            .map_err(|e| CommandError::user("the destroy request was refused").cause(e))
             .and_then(|request| destroy(context, &request)),
-        other => Err(format!("unknown request kind {other:?}")),
+        other => Err(CommandError::user(format!(
+            "unknown request kind {other:?}"
+        ))),
     }
 }
 
@@ -878,25 +882,25 @@ fn create(
     context: &Context,
     request: &CreateRequest,
     works_until_ms: Option<u64>,
-) -> Result<(), String> {
+) -> CommandResult<()> {
     // The resolved profile has no `extends`: loading it re-validates it here.
     let work = tempfile::Builder::new()
         .prefix("km-manager-")
         .tempdir()
-        .map_err(|e| format!("cannot make a work directory: {e}"))?;
+        .map_err(|e| CommandError::user("cannot make a work directory").cause(e))?;
     let file = work.path().join("profile.yaml");
-    std::fs::write(&file, &request.profile)
-        .map_err(|e| format!("cannot write the profile: {e}"))?;
-    let profile = load_profile(&file, &SearchPath::default()).map_err(|errors| {
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
+    std::fs::write(&file, &request.profile).map_err(crate::error::io_at(&file))?;
+    let profile = crate::ops::profile::load(&file, &SearchPath::default()).map_err(|errors| {
+        errors.iter().fold(
+            CommandError::user("the request's profile is not valid"),
+            CommandError::cause,
+        )
     })?;
     let public_line = request.vscode_ssh_pub_key.clone();
     if let Some(line) = &public_line {
-        single_key_line(line).map_err(|why| format!("{VSCODE_KEY_FIELD} was refused: {why}"))?;
+        single_key_line(line).map_err(|why| {
+            CommandError::user(format!("{VSCODE_KEY_FIELD} was refused")).cause(why)
+        })?;
     }
     let plan = Plan {
         id: &request.sandbox_id,
@@ -908,29 +912,23 @@ fn create(
         public_line,
         works_until_ms,
     };
-    make(context, &plan, &maker).map_err(|e| e.one_line())?;
+    make(context, &plan, &maker)?;
     // An interrupted create rolls back and still returns: only a running record is success.
-    let store = platforms::open_store(context).map_err(|e| e.one_line())?;
+    let store = platforms::open_store(context)?;
     match store.get(&request.sandbox_id) {
         Ok(Some(record)) if record.status == km_core::record::Status::Running => Ok(()),
-        _ => Err(format!(
-            "the create of {} was interrupted and rolled back",
-            request.sandbox_id
+        _ => Err(CommandError::of(
+            ErrorKind::Interrupted,
+            format!(
+                "the create of {} was interrupted and rolled back",
+                request.sandbox_id
+            ),
         )),
     }
 }
 
-fn destroy(context: &Context, request: &DestroyRequest) -> Result<(), String> {
-    let id = &request.sandbox_id;
-    let store = platforms::open_store(context).map_err(|e| e.one_line())?;
-    let record = store
-        .get(id)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("sandbox {id} does not exist"))?;
-    if record.locked && !request.force {
-        return Err(format!("sandbox {id} is locked"));
-    }
-    let platform = platforms::platform_for(context, &record).map_err(|e| e.one_line())?;
-    platform.destroy(&record).map_err(|e| e.to_string())?;
-    store.delete(id).map_err(|e| e.to_string())
+fn destroy(context: &Context, request: &DestroyRequest) -> CommandResult<()> {
+    let sandbox = SandboxHandle::open(context, request.sandbox_id.as_str())?;
+    sandbox.ensure_unlocked(request.force)?;
+    crate::ops::destroy::destroy(context, &sandbox, OperatorState::None)
 }

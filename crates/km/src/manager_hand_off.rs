@@ -116,7 +116,7 @@ fn hand_off(
             )
         })?;
     let payload = serde_json::to_vec(asked.request)
-        .map_err(|e| CommandError::user("cannot encode the request").cause(e))?;
+        .map_err(|e| CommandError::internal(format!("cannot encode the request: {e}")))?;
     if let Err(failure) = km_aws::invoke_event(&manager.target, payload) {
         let denied = matches!(failure, AwsFailure::AccessDenied(_));
         let mut error = CommandError::user(format!(

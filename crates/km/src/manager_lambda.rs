@@ -163,7 +163,8 @@ fn invocation(
         }
     };
     let outcome = match &taken_over {
-        None => crate::manager::perform_value(context, &request_id, payload, Some(deadline_ms)),
+        None => crate::manager::perform_value(context, &request_id, payload, Some(deadline_ms))
+            .map_err(|e| e.one_line()),
         Some(item) => recover(
             context,
             &item.kind,

@@ -114,7 +114,7 @@ impl Settings {
     #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     pub(crate) fn set_section<T: Serialize>(&mut self, name: &str, value: &T) -> CommandResult<()> {
         let value = serde_json::to_value(value)
-            .map_err(|e| CommandError::user("cannot encode km's settings").cause(e))?;
+            .map_err(|e| CommandError::internal(format!("cannot encode km's settings: {e}")))?;
         self.other.insert(name.to_owned(), value);
         Ok(())
     }
@@ -123,7 +123,7 @@ impl Settings {
     pub(crate) fn save(&self, context: &Context) -> CommandResult<()> {
         let file = context.paths.config_file();
         let text = serde_json::to_string_pretty(self)
-            .map_err(|e| CommandError::user("cannot encode km's settings").cause(e))?;
+            .map_err(|e| CommandError::internal(format!("cannot encode km's settings: {e}")))?;
         km_core::atomic_file::write_atomic(&file, format!("{text}\n").as_bytes(), 0o600)
             .map_err(io_at(&file))
     }

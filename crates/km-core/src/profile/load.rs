@@ -5,7 +5,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{API_VERSION, KIND, Merge, Profile, ProfileDoc, Substrate};
+use super::{API_VERSION, KIND, Merge, Profile, ProfileDoc};
 use crate::id::{DEFAULT_PREFIX, validate_prefix};
 
 /// The deepest `extends` chain km follows.
@@ -371,47 +371,13 @@ fn finish(
         None => DEFAULT_PREFIX.to_owned(),
     };
     let spec = doc.spec.get_or_insert_with(Default::default);
-    let runtime = spec.runtime.get_or_insert_with(Default::default);
-    let substrate = *runtime.substrate.get_or_insert(Substrate::Local);
-    if substrate == Substrate::Local {
-        runtime.isolation.get_or_insert_default();
-        runtime.network.get_or_insert_default();
-        // A misspelt or forgotten `substrate: ec2` would otherwise launch nothing where asked.
-        for (key, set) in [
-            ("instanceType", runtime.instance_type.is_some()),
-            ("region", runtime.region.is_some()),
-            ("ami", runtime.ami.is_some()),
-        ] {
-            if set {
-                errors.push(
-                    ProfileError::new(
-                        path,
-                        format!(
-                            "spec.runtime.{key} applies to ec2 sandboxes only, and this profile makes a local one (add `substrate: ec2`, or remove the field)"
-                        ),
-                    )
-                    .key(&format!("spec.runtime.{key}")),
-                );
-            }
-        }
-    } else {
-        for (key, set) in [
-            ("isolation", runtime.isolation.is_some()),
-            ("network", runtime.network.is_some()),
-        ] {
-            if set {
-                errors.push(
-                    ProfileError::new(
-                        path,
-                        format!(
-                            "spec.runtime.{key} applies to local sandboxes only; an {substrate} sandbox's network is its subnet's (remove the field, or set substrate: local)"
-                        ),
-                    )
-                    .key(&format!("spec.runtime.{key}")),
-                );
-            }
-        }
-    }
+    // Only the substrate's provider knows its fields: it reads and checks them (km's
+    // platform registry), after inheritance is resolved here.
+    let substrate = spec
+        .runtime
+        .get_or_insert_with(Default::default)
+        .substrate()
+        .to_owned();
     let cli = spec.cli.get_or_insert_with(Default::default);
     let vscode_enabled = *cli.vscode_enabled.get_or_insert(true);
     Profile {
@@ -455,76 +421,128 @@ mod tests {
         assert!(child.to_yaml().contains("vscodeEnabled: false"));
     }
 
+    /// A provider's section, as a test stands in for one.
+    #[derive(Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Section {
+        #[serde(default)]
+        network: Mode,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        instance_type: Option<String>,
+    }
+
+    #[derive(Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Mode {
+        #[default]
+        Host,
+        None,
+    }
+
+    const KEYS: &[&str] = &["network", "instanceType"];
+
     #[test]
-    fn local_sandboxes_are_isolated_with_host_network_unless_a_profile_says_otherwise() {
-        use crate::profile::{Isolation, Network};
+    fn runtime_fields_inherit_per_key_and_a_provider_reads_them_as_its_own_type() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "base.yaml", "metadata:\n  name: base\n");
-        let offline = write(
+        write(
             dir.path(),
-            "offline.yaml",
-            "metadata:\n  name: offline\nextends: base\nspec:\n  runtime:\n    network: none\n",
+            "base.yaml",
+            "metadata:\n  name: base\nspec:\n  runtime:\n    network: none\n    instanceType: t3.small\n",
         );
-        let open = write(
+        let child = write(
             dir.path(),
-            "open.yaml",
-            "metadata:\n  name: open\nextends: offline\nspec:\n  runtime:\n    isolation: none\n",
+            "child.yaml",
+            "metadata:\n  name: child\nextends: base\nspec:\n  runtime:\n    substrate: ec2\n    instanceType: t3.large\n",
+        );
+        let child = load_profile(&child, &SearchPath::default()).unwrap();
+        assert_eq!(child.substrate, "ec2");
+        let section: Section = child.runtime().section(KEYS).unwrap();
+        assert_eq!(
+            section,
+            Section {
+                network: Mode::None,
+                instance_type: Some("t3.large".into())
+            }
+        );
+        let yaml = child.to_yaml();
+        assert!(
+            yaml.contains("substrate: ec2") && yaml.contains("instanceType: t3.large"),
+            "{yaml}"
         );
         let base = load_profile(&dir.path().join("base.yaml"), &SearchPath::default()).unwrap();
-        assert_eq!(base.runtime().isolation, Some(Isolation::Namespaces));
-        assert_eq!(base.runtime().network, Some(Network::Host));
-        let offline = load_profile(&offline, &SearchPath::default()).unwrap();
-        assert_eq!(offline.runtime().network, Some(Network::None));
-        assert!(offline.to_yaml().contains("network: none"));
-        let open = load_profile(&open, &SearchPath::default()).unwrap();
-        assert_eq!(open.runtime().isolation, Some(Isolation::None));
-        assert_eq!(open.runtime().network, Some(Network::None));
+        assert_eq!(base.substrate, "local", "the default substrate");
     }
 
     #[test]
-    fn ec2_fields_on_a_local_profile_are_refused_by_key() {
+    fn a_field_the_provider_does_not_take_or_a_bad_value_is_refused_at_its_place() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(
             dir.path(),
-            "half.yaml",
-            "metadata:\n  name: half\nspec:\n  runtime:\n    region: eu-west-1\n    instanceType: t3.small\n",
+            "odd.yaml",
+            "metadata:\n  name: odd\nspec:\n  runtime:\n    regoin: eu-west-1\n    ami: ami-1\n",
         );
-        let errors = load_profile(&p, &SearchPath::default()).unwrap_err();
-        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert_eq!(text.len(), 2, "{text:?}");
-        assert!(
-            text.iter()
-                .any(|e| e.contains("spec.runtime.region") && e.contains("ec2 sandboxes only")),
-            "{text:?}"
+        let runtime = load_profile(&p, &SearchPath::default()).unwrap().runtime();
+        let errors = runtime.section::<Section>(KEYS).unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["ami", "regoin"]);
+        assert_eq!(errors[0].position, Some((6, 10)));
+        assert_eq!(errors[1].position, Some((5, 13)));
+        assert_eq!(
+            errors[1].message,
+            "unknown field `regoin`: a local sandbox's runtime takes substrate, network, instanceType"
         );
-        assert!(
-            text.iter().any(|e| e.contains("spec.runtime.instanceType")),
-            "{text:?}"
-        );
-    }
-
-    #[test]
-    fn isolation_and_network_on_an_ec2_profile_are_refused_by_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "cloud.yaml",
-            "metadata:\n  name: cloud\nspec:\n  runtime:\n    substrate: ec2\n    network: none\n    isolation: none\n",
-        );
-        let errors = load_profile(&p, &SearchPath::default()).unwrap_err();
-        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert_eq!(text.len(), 2, "{text:?}");
-        assert!(
-            text[0].contains("spec.runtime.isolation") && text[0].contains("local sandboxes only"),
-            "{text:?}"
-        );
-        assert!(text[1].contains("spec.runtime.network"), "{text:?}");
         let typo = write(
             dir.path(),
             "typo.yaml",
             "metadata:\n  name: typo\nspec:\n  runtime:\n    network: offline\n",
         );
-        assert!(load_profile(&typo, &SearchPath::default()).is_err());
+        let runtime = load_profile(&typo, &SearchPath::default())
+            .unwrap()
+            .runtime();
+        let errors = runtime.section::<Section>(KEYS).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].key, "network");
+        assert_eq!(errors[0].position, Some((5, 14)));
+        assert!(errors[0].message.contains("offline"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_runtime_field_must_be_a_single_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "list.yaml",
+            "metadata:\n  name: list\nspec:\n  runtime:\n    network: [a, b]\n",
+        );
+        let errors = load_profile(&p, &SearchPath::default()).unwrap_err();
+        let text = errors[0].to_string();
+        assert!(
+            text.contains("list.yaml:5:") && text.contains("spec.runtime.network"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_provider_fills_its_defaults_in_and_keeps_where_each_written_field_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "typed.yaml",
+            "metadata:\n  name: typed\nspec:\n  runtime:\n    instanceType: t3.small\n",
+        );
+        let mut profile = load_profile(&p, &SearchPath::default()).unwrap();
+        let runtime = profile.runtime();
+        let section: Section = runtime.section(KEYS).unwrap();
+        profile.set_runtime(runtime.with_section(&section));
+        let filled = profile.runtime();
+        assert_eq!(filled.fields["network"].value, "host");
+        assert_eq!(
+            filled.position_of("network"),
+            None,
+            "km wrote it, not the profile"
+        );
+        assert_eq!(filled.position_of("instanceType"), Some((5, 19)));
+        assert!(profile.to_yaml().contains("network: host"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_saphyr::Spanned;
 
-use super::{CliSpec, Isolation, Metadata, Network, ProfileDoc, Runtime, Spec, Substrate};
+use super::{CliSpec, Metadata, ProfileDoc, Runtime, RuntimeField, Spec};
 
 /// Combines a child (`self`) with its parent.
 pub trait Merge {
@@ -24,7 +24,7 @@ macro_rules! child_wins {
     )*};
 }
 
-child_wins!(String, bool, Substrate, Isolation, Network, Spanned<String>);
+child_wins!(String, bool, Spanned<String>, RuntimeField);
 
 impl<T: Merge> Merge for Option<T> {
     fn merge(self, parent: Self) -> Self {
@@ -95,11 +95,7 @@ impl Merge for Runtime {
     fn merge(self, parent: Self) -> Self {
         Self {
             substrate: self.substrate.merge(parent.substrate),
-            instance_type: self.instance_type.merge(parent.instance_type),
-            region: self.region.merge(parent.region),
-            ami: self.ami.merge(parent.ami),
-            isolation: self.isolation.merge(parent.isolation),
-            network: self.network.merge(parent.network),
+            fields: self.fields.merge(parent.fields),
         }
     }
 }

@@ -111,87 +111,175 @@ pub struct Spec {
     pub cli: Option<CliSpec>,
 }
 
-/// Where the sandbox runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Substrate {
-    /// A supervised process sandbox on this machine.
-    Local,
-    /// An EC2 instance.
-    Ec2,
-}
+/// The substrate of a profile that names none: a sandbox on this machine.
+pub const DEFAULT_SUBSTRATE: &str = "local";
 
-impl fmt::Display for Substrate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Local => "local",
-            Self::Ec2 => "ec2",
-        })
-    }
-}
-
-/// `spec.runtime`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+/// `spec.runtime`: which substrate makes the sandbox, and that substrate's own fields.
+///
+/// km-core knows no substrate's fields: each provider reads its own with [`Runtime::section`]
+/// (a type of its own, refusing fields it does not take), so adding a kind of sandbox never
+/// touches the shared schema. Every value keeps the place it was written, for errors.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Runtime {
-    /// `local` or `ec2`; default `local`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub substrate: Option<Substrate>,
-    /// EC2 instance type (ec2 only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_type: Option<String>,
-    /// AWS region (ec2 only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// AMI ID (ec2 only); default: the latest Amazon Linux 2023 image.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ami: Option<String>,
-    /// What separates the sandbox from this machine (local only); default `namespaces`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub isolation: Option<Isolation>,
-    /// Which network the sandbox sees (local only); default `host`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub network: Option<Network>,
+    /// `substrate`: `local` when unset.
+    pub substrate: Option<RuntimeField>,
+    /// Every other field, by the key written (`instanceType`, `network`, …).
+    pub fields: BTreeMap<String, RuntimeField>,
 }
 
-/// `spec.runtime.isolation`: what separates a local sandbox from the machine it runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Isolation {
-    /// Its own user, mount, pid, ipc and uts namespaces (bubblewrap): the operator's files,
-    /// processes and other sandboxes are out of its sight.
-    #[default]
-    Namespaces,
-    /// None: the sandbox runs as the operator, with the operator's access.
-    None,
+/// One `spec.runtime` value, with where its key was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeField {
+    /// The value as written.
+    pub value: String,
+    /// 1-based line and column of the value; `None` for a value km filled in.
+    pub place: Option<(u64, u64)>,
 }
 
-impl fmt::Display for Isolation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Namespaces => "namespaces",
-            Self::None => "none",
+/// One field of `spec.runtime` that its substrate's provider refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The key as written (`network`).
+    pub key: String,
+    /// 1-based line and column of its value, when known.
+    pub position: Option<(u64, u64)>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Runtime {
+    /// The substrate: `local` unless the profile names another.
+    pub fn substrate(&self) -> &str {
+        self.substrate
+            .as_ref()
+            .map_or(DEFAULT_SUBSTRATE, |spanned| spanned.value.as_str())
+    }
+
+    /// Where `key` was written, when known.
+    pub fn position_of(&self, key: &str) -> Option<(u64, u64)> {
+        if key == "substrate" {
+            self.substrate.as_ref()?.place
+        } else {
+            self.fields.get(key)?.place
+        }
+    }
+
+    /// The substrate's own fields read as `T`, whose fields are `keys` (as written, camelCase).
+    /// A field outside `keys`, or a value `T` refuses, is a [`FieldError`] at its place.
+    pub fn section<T: serde::de::DeserializeOwned>(
+        &self,
+        keys: &[&str],
+    ) -> Result<T, Vec<FieldError>> {
+        let error = |key: &str, message: String| FieldError {
+            key: key.to_owned(),
+            position: self.position_of(key),
+            message,
+        };
+        let unknown: Vec<FieldError> = self
+            .fields
+            .keys()
+            .filter(|key| !keys.contains(&key.as_str()))
+            .map(|key| {
+                error(
+                    key,
+                    format!(
+                        "unknown field `{key}`: a {} sandbox's runtime takes substrate, {}",
+                        self.substrate(),
+                        keys.join(", ")
+                    ),
+                )
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Err(unknown);
+        }
+        let object: serde_json::Map<String, serde_json::Value> = self
+            .fields
+            .iter()
+            .map(|(key, value)| (key.clone(), serde_json::Value::String(value.value.clone())))
+            .collect();
+        serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().to_string();
+            vec![error(&key, message)]
         })
+    }
+
+    /// This runtime with its substrate's fields replaced by `section` (defaults filled in),
+    /// keeping the place of each field the profile wrote.
+    pub fn with_section<T: Serialize>(&self, section: &T) -> Self {
+        let written = serde_json::to_value(section).unwrap_or_default();
+        let fields = written
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, value)| {
+                let value = match value {
+                    serde_json::Value::String(text) => text.clone(),
+                    serde_json::Value::Null => return None,
+                    other => other.to_string(),
+                };
+                let place = match self.fields.get(key) {
+                    Some(original) if original.value == value => original.place,
+                    _ => None,
+                };
+                Some((key.clone(), RuntimeField { value, place }))
+            })
+            .collect();
+        Self {
+            substrate: self.substrate.clone(),
+            fields,
+        }
     }
 }
 
-/// `spec.runtime.network`: which network a local sandbox sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Network {
-    /// The machine's own network, loopback included.
-    #[default]
-    Host,
-    /// A network of its own with only loopback: no internet, no service of the machine.
-    None,
+impl<'de> Deserialize<'de> for Runtime {
+    // By hand: each value is kept with its place, which serde's flatten would lose.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RuntimeVisitor;
+        impl<'de> serde::de::Visitor<'de> for RuntimeVisitor {
+            type Value = Runtime;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of runtime settings (substrate and its fields)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Runtime, A::Error> {
+                let mut runtime = Runtime::default();
+                // The key is read as plain text so that errors keep naming it; the place kept
+                // is its value's.
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = map.next_value::<Spanned<String>>()?;
+                    let at = value.referenced;
+                    let field = RuntimeField {
+                        value: value.value,
+                        place: (at.line() > 0).then(|| (at.line(), at.column())),
+                    };
+                    if key == "substrate" {
+                        runtime.substrate = Some(field);
+                    } else {
+                        runtime.fields.insert(key, field);
+                    }
+                }
+                Ok(runtime)
+            }
+        }
+        deserializer.deserialize_map(RuntimeVisitor)
+    }
 }
 
-impl fmt::Display for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Host => "host",
-            Self::None => "none",
-        })
+impl Serialize for Runtime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(substrate) = &self.substrate {
+            map.serialize_entry("substrate", &substrate.value)?;
+        }
+        for (key, value) in &self.fields {
+            map.serialize_entry(key, &value.value)?;
+        }
+        map.end()
     }
 }
 
@@ -211,8 +299,8 @@ pub struct Profile {
     pub name: String,
     /// The ID prefix.
     pub prefix: String,
-    /// Where the sandbox runs.
-    pub substrate: Substrate,
+    /// The substrate that makes the sandbox (`local` unless the profile names another).
+    pub substrate: String,
     /// Whether the sandbox gets sshd and the operator's key.
     pub vscode_enabled: bool,
     /// The fully resolved document, as `km validate` prints it.
@@ -220,13 +308,21 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// The resolved `spec.runtime` (region, instance type, AMI), empty where unset.
+    /// The resolved `spec.runtime`: the substrate and its fields, empty where unset.
     pub fn runtime(&self) -> Runtime {
         self.resolved
             .spec
             .as_ref()
             .and_then(|spec| spec.runtime.clone())
             .unwrap_or_default()
+    }
+
+    /// Replaces the resolved `spec.runtime` (its provider's, with defaults filled in).
+    pub fn set_runtime(&mut self, runtime: Runtime) {
+        self.resolved
+            .spec
+            .get_or_insert_with(Default::default)
+            .runtime = Some(runtime);
     }
 
     /// The resolved profile as YAML.

@@ -9,7 +9,6 @@
 use std::process::ExitCode;
 
 use km_core::id::{Alias, SandboxId};
-use km_core::profile::load_profile;
 
 use crate::cli::CreateArgs;
 use crate::context::Context;
@@ -23,17 +22,18 @@ pub(crate) fn run(context: &Context, args: &CreateArgs) -> CommandResult<ExitCod
         .map(str::parse)
         .transpose()
         .map_err(|e: km_core::id::IdError| CommandError::user(e.to_string()))?;
-    let profile = load_profile(&args.profile, &context.search_path()).map_err(|errors| {
-        let mut error =
-            CommandError::user(format!("{} is not a valid profile", args.profile.display()));
-        for e in errors {
-            error = error.cause(e);
-        }
-        error.hint(format!(
-            "run `km validate {}` after fixing it",
-            args.profile.display()
-        ))
-    })?;
+    let profile =
+        crate::ops::profile::load(&args.profile, &context.search_path()).map_err(|errors| {
+            let mut error =
+                CommandError::user(format!("{} is not a valid profile", args.profile.display()));
+            for e in errors {
+                error = error.cause(e);
+            }
+            error.hint(format!(
+                "run `km validate {}` after fixing it",
+                args.profile.display()
+            ))
+        })?;
     if args.remote {
         return crate::manager::create_remote(context, args, &profile, alias);
     }

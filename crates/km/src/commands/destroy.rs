@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use crate::cli::DestroyArgs;
 use crate::context::Context;
 use crate::error::CommandResult;
-use crate::ops::operator_state::forget_operator_state;
+use crate::ops::destroy::{OperatorState, destroy};
 use crate::ops::sandbox_handle::SandboxHandle;
 use crate::ui;
 
@@ -25,9 +25,7 @@ pub(crate) fn run(context: &Context, args: &DestroyArgs) -> CommandResult<ExitCo
     if args.remote {
         return crate::manager::destroy_remote(context, args, id);
     }
-    sandbox.platform()?.destroy(&sandbox.record)?;
-    forget_operator_state(context, id)?;
-    sandbox.store.delete(id)?;
+    destroy(context, &sandbox, OperatorState::Forget)?;
     ui::status(&format!(
         "✓ Sandbox {id} destroyed (keys, ssh config entry and host key pin removed)"
     ));

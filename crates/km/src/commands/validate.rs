@@ -2,15 +2,13 @@
 
 use std::process::ExitCode;
 
-use km_core::profile::load_profile;
-
 use crate::cli::ValidateArgs;
 use crate::context::Context;
 use crate::error::{CommandError, CommandResult};
 use crate::ui;
 
 pub(crate) fn run(context: &Context, args: &ValidateArgs) -> CommandResult<ExitCode> {
-    match load_profile(&args.profile, &context.search_path()) {
+    match crate::ops::profile::load(&args.profile, &context.search_path()) {
         Ok(profile) => {
             ui::data(profile.to_yaml().trim_end());
             Ok(ExitCode::SUCCESS)

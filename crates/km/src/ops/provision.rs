@@ -53,7 +53,7 @@ fn creator(maker: &Maker) -> Option<Creator> {
 /// Makes the sandbox `plan` describes, rolling everything back on failure or interrupt.
 pub(crate) fn make(context: &Context, plan: &Plan<'_>, maker: &Maker) -> CommandResult<ExitCode> {
     let (id, profile, alias) = (plan.id, plan.profile, plan.alias);
-    let platform = platforms::platform_for_substrate(context, profile.substrate)?;
+    let platform = platforms::platform_for_substrate(context, &profile.substrate)?;
     platform.preflight(&profile.runtime())?;
     let store = platforms::open_store(context)?;
     let created_at = SystemTime::now()

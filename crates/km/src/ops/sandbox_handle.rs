@@ -60,10 +60,13 @@ impl<'a> SandboxHandle<'a> {
     pub(crate) fn ensure_unlocked(&self, force: bool) -> CommandResult<()> {
         let id = self.id();
         if self.record.locked && !force {
-            return Err(CommandError::user(format!(
-                "sandbox {id} is locked by {}",
-                lock_description(&self.record)
-            ))
+            return Err(CommandError::of(
+                ErrorKind::Refused,
+                format!(
+                    "sandbox {id} is locked by {}",
+                    lock_description(&self.record)
+                ),
+            )
             .hint(format!("km unlock {id}, or pass --force")));
         }
         Ok(())

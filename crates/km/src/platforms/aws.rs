@@ -209,7 +209,7 @@ fn deploy_manager(
     environment.insert(
         crate::manager_protocol::PLATFORM_VAR.to_owned(),
         serde_json::to_string(&settings.platform)
-            .map_err(|e| CommandError::user("cannot encode the AWS settings").cause(e))?,
+            .map_err(|e| CommandError::internal(format!("cannot encode the AWS settings: {e}")))?,
     );
     let package = package(exe)?;
     let code = code_sha256(&package);

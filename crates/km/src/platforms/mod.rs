@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use km_core::id::Operator;
 use km_core::platform::Platform;
-use km_core::profile::Substrate;
+use km_core::profile::{FieldError, Profile, ProfileError, Runtime};
 use km_core::record::SandboxStore;
 use km_local::store::SqliteStore;
 
@@ -36,7 +36,11 @@ pub(crate) struct Provider {
     /// The name its records carry, and its section of the settings file.
     pub(crate) name: &'static str,
     /// The profile `substrate` that asks for it.
-    pub(crate) substrate: Substrate,
+    pub(crate) substrate: &'static str,
+    /// The `spec.runtime` fields its profiles take.
+    runtime_keys: &'static [&'static str],
+    /// Reads a profile's `spec.runtime` fields as its own, with its defaults filled in.
+    read_runtime: fn(&Runtime) -> Result<Runtime, Vec<FieldError>>,
     /// Whether its sandboxes belong to the machine that made them: their records never go to
     /// a team's table (the local platform's run as processes of this machine).
     machine_local: bool,
@@ -55,7 +59,11 @@ type OpenSharedStore = fn(&Context, &Settings) -> CommandResult<Box<dyn SandboxS
 pub(crate) const PROVIDERS: &[Provider] = &[
     Provider {
         name: LOCAL,
-        substrate: Substrate::Local,
+        substrate: "local",
+        runtime_keys: km_local::runtime::LocalRuntime::KEYS,
+        read_runtime: |runtime| {
+            km_local::runtime::LocalRuntime::of(runtime).map(|own| runtime.with_section(&own))
+        },
         machine_local: true,
         open: local::platform,
         shared_store: None,
@@ -63,7 +71,11 @@ pub(crate) const PROVIDERS: &[Provider] = &[
     #[cfg(feature = "aws")]
     Provider {
         name: AWS,
-        substrate: Substrate::Ec2,
+        substrate: "ec2",
+        runtime_keys: km_aws::Ec2Runtime::KEYS,
+        read_runtime: |runtime| {
+            km_aws::Ec2Runtime::of(runtime).map(|own| runtime.with_section(&own))
+        },
         machine_local: false,
         open: aws::platform,
         shared_store: Some(aws::open_store),
@@ -71,7 +83,7 @@ pub(crate) const PROVIDERS: &[Provider] = &[
 ];
 
 /// The providers km knows of, built in or not: the record name each substrate gets.
-const KNOWN: [(Substrate, &str); 2] = [(Substrate::Local, LOCAL), (Substrate::Ec2, AWS)];
+const KNOWN: [(&str, &str); 2] = [("local", LOCAL), ("ec2", AWS)];
 
 /// Why no provider of this build answers to `name`.
 fn missing(name: &str) -> CommandError {
@@ -171,7 +183,7 @@ pub(crate) fn platform_for(
 /// The platform a new sandbox of this substrate runs on.
 pub(crate) fn platform_for_substrate(
     context: &Context,
-    substrate: Substrate,
+    substrate: &str,
 ) -> CommandResult<Arc<dyn Platform>> {
     let provider = PROVIDERS
         .iter()
@@ -191,6 +203,62 @@ fn open(context: &Context, provider: &'static Provider) -> CommandResult<Arc<dyn
     context
         .platforms
         .get_or_open(provider.name, || (provider.open)(context))
+}
+
+/// Has the provider of `profile`'s substrate read its `spec.runtime` fields (defaults filled
+/// in), or says, at each field's place in `file`, what it refused. A substrate this build has
+/// no provider for keeps its fields unchecked (`km create` refuses it, naming the build).
+pub(crate) fn read_runtime(
+    profile: &mut Profile,
+    file: &std::path::Path,
+) -> Result<(), Vec<ProfileError>> {
+    let runtime = profile.runtime();
+    let at = |key: &str, message: String| ProfileError {
+        file: file.to_owned(),
+        position: runtime.position_of(key),
+        key_path: Some(format!("spec.runtime.{key}")),
+        message,
+    };
+    let substrate = runtime.substrate();
+    let Some(provider) = PROVIDERS.iter().find(|p| p.substrate == substrate) else {
+        if KNOWN.iter().any(|(known, _)| *known == substrate) {
+            return Ok(());
+        }
+        let known: Vec<&str> = KNOWN.iter().map(|(known, _)| *known).collect();
+        return Err(vec![at(
+            "substrate",
+            format!(
+                "unknown substrate {substrate:?}; km makes {} sandboxes",
+                known.join(", ")
+            ),
+        )]);
+    };
+    match (provider.read_runtime)(&runtime) {
+        Ok(read) => {
+            profile.set_runtime(read);
+            Ok(())
+        }
+        Err(errors) => Err(errors
+            .into_iter()
+            .map(|error| {
+                // A field of another provider's: most likely a forgotten or misspelt substrate.
+                let other = PROVIDERS.iter().find(|other| {
+                    other.substrate != substrate && other.runtime_keys.contains(&error.key.as_str())
+                });
+                let message = match other {
+                    Some(other) if !provider.runtime_keys.contains(&error.key.as_str()) => format!(
+                        "applies to {0} sandboxes only, and this profile's substrate is {substrate} (set `substrate: {0}`, or remove the field)",
+                        other.substrate
+                    ),
+                    _ => error.message,
+                };
+                ProfileError {
+                    position: error.position,
+                    ..at(&error.key, message)
+                }
+            })
+            .collect()),
+    }
 }
 
 /// `km init` for a provider whose store the team shares, when its options ask for one
@@ -312,6 +380,9 @@ mod tests {
                 1
             );
             assert!(KNOWN.contains(&(provider.substrate, provider.name)));
+            for key in provider.runtime_keys {
+                assert!(key.chars().all(|c| c.is_ascii_alphanumeric()), "{key}");
+            }
         }
         assert_eq!(PROVIDERS.len(), if cfg!(feature = "aws") { 2 } else { 1 });
     }

@@ -308,7 +308,7 @@ fn create_launches_a_tagged_instance_with_the_key_in_its_userdata_and_destroy_cl
     );
 
     aws.ok(&["lock", "cloud-poc"]);
-    let stderr = aws.fails(&["destroy", "cloud-poc", "--yes"]);
+    let stderr = aws.fails_with(6, &["destroy", "cloud-poc", "--yes"]);
     assert!(stderr.contains("is locked"), "{stderr}");
     aws.ok(&["unlock", "cloud-poc"]);
 
@@ -423,8 +423,10 @@ fn an_unreachable_aws_is_a_clear_error_and_leaves_nothing_behind() {
     let aws = Aws::new();
     aws.sim.stop();
     let profile = repo_profile("ec2");
-    let stderr = aws.fails(&["create", profile.to_str().unwrap()]);
+    // Exit 7: unreachable, nothing decided, run it again.
+    let stderr = aws.fails_with(7, &["create", profile.to_str().unwrap()]);
     assert!(stderr.contains("cannot reach AWS"), "{stderr}");
+    assert!(stderr.contains("run the same km command again"), "{stderr}");
     assert!(
         !stderr.contains("DispatchFailure"),
         "no SDK debug dump: {stderr}"
@@ -433,7 +435,7 @@ fn an_unreachable_aws_is_a_clear_error_and_leaves_nothing_behind() {
         .unwrap()
         .collect();
     assert!(keys.is_empty(), "no key was left behind");
-    let stderr = aws.fails(&["list"]);
+    let stderr = aws.fails_with(7, &["list"]);
     assert!(stderr.contains("cannot reach AWS"), "{stderr}");
 }
 
@@ -1009,7 +1011,7 @@ fn a_sandbox_without_vscode_gets_an_interactive_ssm_shell() {
         stdout.contains("in-an-ssm-shell") && stdout.contains("/home"),
         "{stdout}"
     );
-    let stderr = aws.fails(&["vscode", "start", &id]);
+    let stderr = aws.fails_with(6, &["vscode", "start", &id]);
     assert!(stderr.contains("without vscodeEnabled: true"), "{stderr}");
     aws.ok(&["destroy", &id, "--yes"]);
 }
@@ -1290,6 +1292,19 @@ fn faults_on_every_protocol_are_reported_in_kms_words_and_change_nothing() {
         rows[0]["status"], "running",
         "the recorded status, not a guess"
     );
+    aws.sim.clear_faults();
+    // A platform or table that throttles past km's retries decided nothing: exit 7, and the
+    // hint is to run the same command again.
+    aws.sim.fault("throttle ec2:DescribeInstances");
+    let stderr = aws.fails_with(7, &["vscode", "status", &id]);
+    assert!(
+        stderr.contains("RequestLimitExceeded") && stderr.contains("run the same km command again"),
+        "{stderr}"
+    );
+    aws.sim.clear_faults();
+    aws.sim.fault("throttle dynamodb:Scan");
+    let stderr = aws.fails_with(7, &["list"]);
+    assert!(stderr.contains("ThrottlingException"), "{stderr}");
     aws.sim.clear_faults();
     // A resume that fails points at the instance's console, not at a directory on this machine.
     aws.ok(&["stop", &id]);

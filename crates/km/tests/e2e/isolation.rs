@@ -251,7 +251,7 @@ fn without_bubblewrap_or_user_namespaces_create_refuses_with_the_fix_and_makes_n
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert_eq!(output.status.code(), Some(6), "refused by a gate: {said}");
     assert!(said.contains("`bwrap` is not installed"), "{said}");
     assert!(
         said.contains("hint: install it: `sudo apt install bubblewrap`"),
@@ -280,7 +280,7 @@ fn without_bubblewrap_or_user_namespaces_create_refuses_with_the_fix_and_makes_n
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert_eq!(output.status.code(), Some(6), "refused by a gate: {said}");
     assert!(
         said.contains("does not let an unprivileged process make a sandbox's namespaces"),
         "{said}"
@@ -315,7 +315,7 @@ fn without_bubblewrap_or_user_namespaces_create_refuses_with_the_fix_and_makes_n
     );
     env.ok(&["destroy", &id, "--yes"]);
     let offline_open = profile(&env, "both", "    isolation: none\n    network: none\n");
-    let said = env.fails(&["create", &offline_open]);
+    let said = env.fails_with(6, &["create", &offline_open]);
     assert!(
         said.contains("`network: none` needs the sandbox's own namespaces"),
         "{said}"

@@ -155,12 +155,13 @@ fn locked_sandboxes_refuse_destroy_until_forced() {
     let mut env = TestEnv::new();
     let id = env.create("headless", None);
     env.ok(&["lock", &id]);
-    let stderr = env.fails(&["destroy", &id, "--yes"]);
+    // Exit 6: refused by a gate, told apart from other failures.
+    let stderr = env.fails_with(6, &["destroy", &id, "--yes"]);
     assert!(
         stderr.contains(&format!("hint: km unlock {id}, or pass --force")),
         "{stderr}"
     );
-    let stderr = env.fails(&["destroy", &id]);
+    let stderr = env.fails_with(6, &["destroy", &id]);
     assert!(stderr.contains("locked"), "{stderr}");
     env.ok(&["unlock", &id]);
     let stderr = env.fails(&["destroy", &id]);
@@ -200,9 +201,50 @@ fn validate_reports_every_error_with_its_place_and_creates_nothing() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("typo.yaml:5:5: spec.runtime.substrat: unknown field"),
+        stderr.contains("typo.yaml:5:15: spec.runtime.substrat: unknown field `substrat`: a local sandbox's runtime takes substrate, isolation, network"),
         "{stderr}"
     );
+    // Each substrate's provider reads its own fields; one of another provider's names it.
+    let write = |name: &str, runtime: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!("metadata:\n  name: n\nspec:\n  runtime:\n{runtime}"),
+        )
+        .unwrap();
+        path
+    };
+    let out = run(&write("ecs.yaml", "    substrate: ecs\n"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ecs.yaml:5:16: spec.runtime.substrate: unknown substrate \"ecs\"; km makes local, ec2 sandboxes"),
+        "{stderr}"
+    );
+    let out = run(&write("half.yaml", "    region: eu-west-1\n"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = if cfg!(feature = "aws") {
+        "half.yaml:5:13: spec.runtime.region: applies to ec2 sandboxes only, and this profile's substrate is local (set `substrate: ec2`, or remove the field)"
+    } else {
+        "half.yaml:5:13: spec.runtime.region: unknown field `region`"
+    };
+    assert!(stderr.contains(expected), "{stderr}");
+    let out = run(&write("offline.yaml", "    network: offline\n"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("offline.yaml:5:14: spec.runtime.network: unknown variant `offline`, expected `host` or `none`"),
+        "{stderr}"
+    );
+    if cfg!(feature = "aws") {
+        let out = run(&write(
+            "cloud.yaml",
+            "    substrate: ec2\n    network: none\n",
+        ));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("cloud.yaml:6:14: spec.runtime.network: applies to local sandboxes only, and this profile's substrate is ec2"),
+            "{stderr}"
+        );
+    }
     let out = run(&bad);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -215,7 +257,15 @@ fn validate_reports_every_error_with_its_place_and_creates_nothing() {
     );
     let out = run(&repo_profile("headless"));
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("vscodeEnabled: false"));
+    let resolved = String::from_utf8_lossy(&out.stdout);
+    assert!(resolved.contains("vscodeEnabled: false"), "{resolved}");
+    // The local provider's defaults are part of the resolved profile.
+    assert!(
+        resolved.contains("substrate: local")
+            && resolved.contains("isolation: namespaces")
+            && resolved.contains("network: host"),
+        "{resolved}"
+    );
 }
 
 #[test]
@@ -413,7 +463,7 @@ fn a_lock_says_who_holds_it_and_since_when() {
     assert!(listed[0]["locked_since"].as_str().unwrap().ends_with('Z'));
     let table = env.ok(&["list"]);
     assert!(table.contains("🔒 alice@laptop"), "{table}");
-    let refused = env.fails(&["destroy", &id, "--yes"]);
+    let refused = env.fails_with(6, &["destroy", &id, "--yes"]);
     assert!(
         refused.contains("locked by alice@laptop since"),
         "{refused}"

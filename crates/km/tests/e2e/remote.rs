@@ -175,7 +175,7 @@ fn a_current_manager_creates_working_sandboxes_and_remote_destroy_cleans_local_s
 
     // A locked sandbox is refused before anything is submitted.
     env.ok(&["lock", "remote-poc"]);
-    let stderr = env.fails(&["destroy", "remote-poc", "--remote", "--yes"]);
+    let stderr = env.fails_with(6, &["destroy", "remote-poc", "--remote", "--yes"]);
     assert!(stderr.contains("is locked"), "{stderr}");
     assert!(
         std::fs::read_dir(platform_dir(&env).join("queue"))
@@ -482,7 +482,10 @@ fn queue_entries_that_are_not_files_are_set_aside_and_never_block_the_manager() 
     );
     let real = result_of(&env, "destroy-sb-0123abcd-3");
     assert!(
-        real["error"].as_str().unwrap().contains("does not exist"),
+        real["error"]
+            .as_str()
+            .unwrap()
+            .contains("no sandbox matches \"sb-0123abcd\""),
         "{real}"
     );
     assert!(names_in(&queue).is_empty());

@@ -235,12 +235,57 @@ pub(crate) fn stdout_of(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-pub(crate) fn free_port() -> u16 {
+/// A loopback port free at the moment it is picked; see [`with_free_port`] for handing it on.
+fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Runs `attempt` with a loopback port free a moment ago, and again with another when it was
+/// taken in between: picking a port and handing it to another process (ssh's `-D` and `-L`
+/// take no port 0) cannot be made atomic, so a lost race is tried again, never ignored.
+/// `attempt` returns `None` when its process could not bind the port; it runs ssh with
+/// `ExitOnForwardFailure=yes` so that such a bind fails the process instead of warning.
+pub(crate) fn with_free_port<T>(mut attempt: impl FnMut(u16) -> Option<T>) -> (u16, T) {
+    for _ in 0..5 {
+        let port = free_port();
+        if let Some(done) = attempt(port) {
+            return (port, done);
+        }
+    }
+    panic!("five free ports were each taken before ssh could listen on them");
+}
+
+/// Whether ssh's stderr says it could not listen on a forwarded port.
+pub(crate) fn lost_the_port(stderr: &[u8]) -> bool {
+    let said = String::from_utf8_lossy(stderr);
+    said.contains("forwarding failed") || said.contains("Could not request local forwarding")
+}
+
+/// Starts a background ssh forward (`-N` with `-D` or `-L` on `port`, built by `forward`, with
+/// `ExitOnForwardFailure=yes`) on a free port, and waits until it listens.
+pub(crate) fn listening_forward(mut forward: impl FnMut(u16) -> Command) -> (u16, Child) {
+    with_free_port(|port| {
+        let mut child = forward(port).stderr(Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(child);
+            }
+            // Exited: it could not listen there (another process took the port).
+            if child.try_wait().unwrap().is_some() {
+                return None;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ssh did not listen on {port} within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
 }
 
 /// A `km vscode start` running in the background, stopped (by PID) when dropped.

@@ -4,7 +4,10 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
-use crate::support::{TestEnv, Tunnel, free_port, stdout_of, succeeds, wait_until};
+use crate::support::{
+    TestEnv, Tunnel, listening_forward, lost_the_port, stdout_of, succeeds, wait_until,
+    with_free_port,
+};
 
 const USER_CONFIG: &str = "Host *\r\n  User nobody\r\n  Port 9\r\n  StrictHostKeyChecking no\r\n  IdentityFile ~/.ssh/other";
 
@@ -68,33 +71,37 @@ fn start_serves_ssh_scp_sftp_forwarding_and_parallel_connections() {
     assert!(String::from_utf8_lossy(&listing.stdout).contains("up.txt"));
 
     // VS Code's launch shape: -T -D <port> host bash, with the script on stdin.
-    let socks = free_port();
-    let mut vscode = env.ssh_config(&host);
-    vscode
-        .args(["-D", &format!("127.0.0.1:{socks}"), "bash"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut child = vscode.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"echo vscode-server-ready; echo $HOME\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let (_, out) = with_free_port(|socks| {
+        let mut vscode = env.ssh_config(&host);
+        vscode
+            .args(["-o", "ExitOnForwardFailure=yes"])
+            .args(["-D", &format!("127.0.0.1:{socks}"), "bash"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = vscode.spawn().unwrap();
+        // A lost port ends ssh before it reads its stdin.
+        let _ = child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"echo vscode-server-ready; echo $HOME\n");
+        let out = child.wait_with_output().unwrap();
+        (!lost_the_port(&out.stderr)).then_some(out)
+    });
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("vscode-server-ready\n"));
 
     // -L from the sandbox to a TCP service (here the tunnel itself, reached from inside).
-    let forwarded = free_port();
-    let mut forward = env.ssh_config(&host);
-    forward.args([
-        "-N",
-        "-L",
-        &format!("127.0.0.1:{forwarded}:127.0.0.1:{}", tunnel.port),
-    ]);
-    let mut forward = forward.spawn().unwrap();
-    wait_until("-L to listen", std::time::Duration::from_secs(5), || {
-        std::net::TcpStream::connect(("127.0.0.1", forwarded)).is_ok()
+    let (forwarded, mut forward) = listening_forward(|forwarded| {
+        let mut forward = env.ssh_config(&host);
+        forward.args([
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-N",
+            "-L",
+            &format!("127.0.0.1:{forwarded}:127.0.0.1:{}", tunnel.port),
+        ]);
+        forward
     });
     // The forwarded port leads back to the tunnel, so an ssh through it proves the path.
     let mut through = env.ssh_config(&host);
@@ -259,7 +266,7 @@ fn rekey_failures_and_gates_leave_the_old_key_working() {
     assert_eq!(std::fs::read(env.key(&id)).unwrap(), key_bytes);
 
     env.ok(&["lock", &id]);
-    let stderr = env.fails(&["vscode", "rekey", &id, "--yes"]);
+    let stderr = env.fails_with(6, &["vscode", "rekey", &id, "--yes"]);
     assert!(
         stderr.contains(&format!("hint: km unlock {id}, or pass --force")),
         "{stderr}"
@@ -311,7 +318,7 @@ fn disabled_sandboxes_get_a_hard_error_pointing_at_recreate() {
         vec!["vscode", "status", id.as_str()],
         vec!["vscode", "rekey", id.as_str(), "--yes"],
     ] {
-        let stderr = env.fails(&args);
+        let stderr = env.fails_with(6, &args);
         assert!(stderr.contains("without vscodeEnabled: true"), "{stderr}");
         assert!(
             stderr.contains(&format!("km destroy {id} --yes && km create")),
@@ -391,12 +398,16 @@ fn proxy_mode_serves_ssh_scp_socks_and_parallel_logins_with_no_km_left_running()
     );
 
     // VS Code's pattern: a SOCKS proxy over one connection (-D), used by a client.
-    let socks = free_port();
-    let mut dynamic = env.ssh_config(&host);
-    dynamic.args(["-N", "-D", &format!("127.0.0.1:{socks}")]);
-    let mut dynamic = dynamic.spawn().unwrap();
-    wait_until("-D to listen", std::time::Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", socks)).is_ok()
+    let (socks, mut dynamic) = listening_forward(|socks| {
+        let mut dynamic = env.ssh_config(&host);
+        dynamic.args([
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-N",
+            "-D",
+            &format!("127.0.0.1:{socks}"),
+        ]);
+        dynamic
     });
     // Through the SOCKS proxy, reach the sandbox's own sshd over another ProxyCommand-free hop:
     // a SOCKS5 CONNECT to 127.0.0.1:<socks> itself proves the channel opens and carries bytes.

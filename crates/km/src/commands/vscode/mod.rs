@@ -18,7 +18,7 @@ use km_core::remote_script::{Probe, ProbeProblem};
 
 use crate::cli::VscodeCommand;
 use crate::context::Context;
-use crate::error::{CommandError, CommandResult};
+use crate::error::{CommandError, CommandResult, ErrorKind};
 use crate::ops::probe::{pin_if_unpinned, probe};
 use crate::ops::sandbox_handle::{SandboxHandle, ensure_running};
 
@@ -39,10 +39,13 @@ fn require_enabled(record: &SandboxRecord) -> CommandResult<()> {
     if record.vscode_enabled {
         return Ok(());
     }
-    Err(CommandError::user(format!(
-        "sandbox {} was created without vscodeEnabled: true, so it has no sshd or authorized_keys",
-        record.id
-    ))
+    Err(CommandError::of(
+        ErrorKind::Refused,
+        format!(
+            "sandbox {} was created without vscodeEnabled: true, so it has no sshd or authorized_keys",
+            record.id
+        ),
+    )
     .hint(format!(
         "recreate it: km destroy {} --yes && km create {}",
         record.id, record.profile_path
