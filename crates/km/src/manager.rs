@@ -469,6 +469,21 @@ fn hand_off_create(
 }
 
 /// Without the AWS platform, the version check above has already refused.
+/// Requests to the shared platform's management component that waited too long or were left
+/// behind; with `fix`, a waiting one is withdrawn. None when this machine shares no platform.
+pub(crate) fn stale_requests(
+    context: &Context,
+    fix: bool,
+) -> Result<Vec<crate::manager_protocol::StaleRequest>, String> {
+    #[cfg(feature = "aws")]
+    return crate::manager_hand_off::stale_requests(context, fix);
+    #[cfg(not(feature = "aws"))]
+    {
+        let _ = (context, fix);
+        Ok(Vec::new())
+    }
+}
+
 #[cfg(not(feature = "aws"))]
 fn hand_off_create(
     _context: &Context,

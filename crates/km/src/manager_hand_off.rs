@@ -360,17 +360,13 @@ pub(crate) fn destroy_remote(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A request to the AWS platform's manager that did not end as it should have, for km doctor.
-pub(crate) struct StaleRequest {
-    pub(crate) detail: String,
-    /// What `--fix` did: `Ok(how)` or `Err(why not)`; `None` when not asked or nothing to do.
-    pub(crate) fixed: Option<Result<String, String>>,
-}
-
 /// Requests that waited for a manager longer than `km create --remote` would, and requests
 /// whose manager attempt ended without writing their end. With `fix`, a waiting one is
 /// withdrawn, with this machine's keypair for it.
-pub(crate) fn stale_requests(context: &Context, fix: bool) -> Result<Vec<StaleRequest>, String> {
+pub(crate) fn stale_requests(
+    context: &Context,
+    fix: bool,
+) -> Result<Vec<crate::manager_protocol::StaleRequest>, String> {
     let Some(table) = crate::platforms::aws_manager_table(context)? else {
         return Ok(Vec::new());
     };
@@ -382,7 +378,7 @@ pub(crate) fn stale_requests(context: &Context, fix: bool) -> Result<Vec<StaleRe
         match item.state {
             RequestState::Queued if waited > pickup_wait().as_secs() => {
                 let fixed = fix.then(|| withdraw_stale(context, &requests, &item));
-                stale.push(StaleRequest {
+                stale.push(crate::manager_protocol::StaleRequest {
                     detail: format!(
                         "request {} to {} {} has waited {waited}s for the management function to pick it up; km doctor --fix withdraws it",
                         item.request_id, item.kind, item.sandbox_id
@@ -395,7 +391,7 @@ pub(crate) fn stale_requests(context: &Context, fix: bool) -> Result<Vec<StaleRe
                     .claim_deadline_ms
                     .is_some_and(|ends| ends / 1000 + RETRY_PAUSES.as_secs() < now) =>
             {
-                stale.push(StaleRequest {
+                stale.push(crate::manager_protocol::StaleRequest {
                     detail: format!(
                         "request {} to {} {} was left running by a manager attempt that ended; km list shows the sandbox, km destroy {} --yes --force removes it",
                         item.request_id, item.kind, item.sandbox_id, item.sandbox_id

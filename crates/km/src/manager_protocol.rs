@@ -177,6 +177,14 @@ pub(crate) fn difference(installed: &Manifest, this: &Manifest, update: &str) ->
     )
 }
 
+/// A request to a platform's management component that `km doctor` reports: one that waited
+/// too long, or whose manager attempt ended without writing its end.
+pub(crate) struct StaleRequest {
+    pub(crate) detail: String,
+    /// What `--fix` did: `Ok(how)` or `Err(why not)`; `None` when not asked or nothing to do.
+    pub(crate) fixed: Option<Result<String, String>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

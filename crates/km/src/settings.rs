@@ -24,8 +24,12 @@ pub(crate) struct Settings {
     pub(crate) other: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A machine that chose no shared store keeps its records itself: the local platform's name
+/// (the registry checks that the two agree).
+pub(crate) const MACHINE_ONLY: &str = "local";
+
 fn local() -> String {
-    crate::platforms::LOCAL.to_owned()
+    MACHINE_ONLY.to_owned()
 }
 
 impl Default for Settings {

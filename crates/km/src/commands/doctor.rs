@@ -168,7 +168,6 @@ pub(crate) fn run(context: &Context, args: &DoctorArgs) -> CommandResult<ExitCod
     }
     if records.is_some() {
         misplaced_records(context, &mut report, args.fix);
-        #[cfg(feature = "aws")]
         remote_requests(context, &mut report, args.fix);
     }
     if let (Some(records), Some(store)) = (&records, &store) {
@@ -582,10 +581,9 @@ fn move_to_local(
     Ok(())
 }
 
-/// Requests to the AWS platform's manager that waited too long or were left behind.
-#[cfg(feature = "aws")]
+/// Requests to a shared platform's manager that waited too long or were left behind.
 fn remote_requests(context: &Context, report: &mut Report, fix: bool) {
-    match crate::manager_hand_off::stale_requests(context, fix) {
+    match crate::manager::stale_requests(context, fix) {
         Ok(stale) => {
             for request in stale {
                 let fix = match request.fixed {

@@ -6,7 +6,7 @@ use km_core::atomic_file::ensure_private_dir;
 use km_core::keys::KEYS_DIR_MODE;
 
 use crate::cli::InitArgs;
-use crate::context::{Context, store_error};
+use crate::context::Context;
 use crate::error::{CommandResult, io_at};
 use crate::ops::operator_state::name_operator;
 use crate::platforms;
@@ -33,8 +33,7 @@ pub(crate) fn run(context: &Context, args: &InitArgs) -> CommandResult<ExitCode>
     ] {
         ensure_private_dir(&dir, mode).map_err(io_at(&dir))?;
     }
-    km_local::store::SqliteStore::open(&paths.store_file())
-        .map_err(|e| store_error(&paths.store_file(), e))?;
+    platforms::local_store(context)?;
     let mut settings = Settings::load(context).unwrap_or_default();
     settings.platform = platforms::LOCAL.to_owned();
     name_operator(context, &mut settings, args.operator.as_ref());

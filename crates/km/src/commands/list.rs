@@ -101,7 +101,7 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
         })
         .collect();
     // Remote creates whose record the manager has not written yet: shown, never hidden.
-    let pending: Vec<platforms::PendingCreate> = platforms::aws_pending_create_requests(context)
+    let pending: Vec<platforms::PendingCreate> = platforms::pending_create_requests(context)
         .into_iter()
         .filter(|p| !rows.iter().any(|(r, _)| r.id.as_str() == p.sandbox))
         .collect();
@@ -132,7 +132,7 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
                 "id": p.sandbox,
                 "status": p.state,
                 "requested_by": p.requested_by,
-                "platform": "aws",
+                "platform": p.platform,
             })
         }));
         ui::data(&serde_json::to_string_pretty(&items).unwrap_or_else(|_| "[]".into()));
@@ -178,7 +178,7 @@ pub(crate) fn run(context: &Context, args: &ListArgs) -> CommandResult<ExitCode>
             ui::printable(&request.sandbox),
             "-",
             request.state,
-            "aws",
+            request.platform,
             "-",
             request
                 .queued_at

@@ -320,6 +320,7 @@ pub(super) fn pending_create_requests(context: &Context) -> Vec<super::PendingCr
         .into_iter()
         .filter(|item| item.kind == "create")
         .map(|item| super::PendingCreate {
+            platform: AWS,
             sandbox: item.sandbox_id,
             state: match item.state {
                 km_aws::RequestState::Queued => "queued",

@@ -322,8 +322,11 @@ pub(crate) fn aws_not_built() -> CommandError {
     aws::not_built()
 }
 
-/// A create request the AWS platform's manager has not made a record for yet, for `km list`.
+/// A create request a platform's management component has not made a record for yet, for
+/// `km list`.
 pub(crate) struct PendingCreate {
+    /// The platform it will run on.
+    pub(crate) platform: &'static str,
     pub(crate) sandbox: String,
     /// `queued`, or `starting` once a manager has taken it (the sandbox's own word for that).
     pub(crate) state: &'static str,
@@ -332,9 +335,10 @@ pub(crate) struct PendingCreate {
     pub(crate) queued_at: Option<u64>,
 }
 
-/// Create requests queued for, or taken by, the AWS platform's manager (none when this
-/// machine does not use AWS, has no manager, or the requests cannot be read).
-pub(crate) fn aws_pending_create_requests(context: &Context) -> Vec<PendingCreate> {
+/// Create requests queued for, or taken by, the management component of the platform whose
+/// store this machine shares (none when it shares none, has no manager there, or the requests
+/// cannot be read).
+pub(crate) fn pending_create_requests(context: &Context) -> Vec<PendingCreate> {
     if !uses_aws(context).unwrap_or(false) {
         return Vec::new();
     }
@@ -363,7 +367,7 @@ mod aws;
 
 #[cfg(test)]
 mod tests {
-    use super::{KNOWN, PROVIDERS};
+    use super::{KNOWN, LOCAL, PROVIDERS};
 
     #[test]
     fn each_provider_has_its_own_name_and_substrate_and_is_known() {
@@ -385,5 +389,7 @@ mod tests {
             }
         }
         assert_eq!(PROVIDERS.len(), if cfg!(feature = "aws") { 2 } else { 1 });
+        assert_eq!(crate::settings::MACHINE_ONLY, LOCAL);
+        assert_eq!(crate::settings::Settings::default().platform, LOCAL);
     }
 }
