@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::support::{TestEnv, Tunnel, lost_the_port, stdout_of, succeeds, with_free_port};
+use crate::support::{TestEnv, Tunnel, launch_like_vscode, stdout_of, succeeds};
 
 /// What the journey needs from a platform.
 pub(crate) trait Harness {
@@ -140,24 +140,10 @@ pub(crate) fn vscode_workflow(h: &mut impl Harness) {
     assert_eq!(std::fs::read(&down).unwrap(), payload);
 
     // VS Code's launch shape: a dynamic forward and a script for bash on stdin.
-    let (_, launched) = with_free_port(|socks| {
-        let mut vscode = ssh(h, &host)
-            .args(["-o", "ExitOnForwardFailure=yes", "-D", &socks.to_string()])
-            .arg("bash")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // A lost port ends ssh before it reads its stdin.
-        let _ = vscode
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"echo \"vscode-server on $(uname -s)\"\nexit 0\n");
-        let launched = vscode.wait_with_output().unwrap();
-        (!lost_the_port(&launched.stderr)).then_some(launched)
-    });
+    let launched = launch_like_vscode(
+        || ssh(h, &host),
+        b"echo \"vscode-server on $(uname -s)\"\nexit 0\n",
+    );
     assert!(launched.status.success(), "{launched:?}");
     assert!(String::from_utf8_lossy(&launched.stdout).contains("vscode-server on Linux"));
 

@@ -259,17 +259,45 @@ pub(crate) fn with_free_port<T>(mut attempt: impl FnMut(u16) -> Option<T>) -> (u
     panic!("five free ports were each taken before ssh could listen on them");
 }
 
+/// VS Code's launch shape: `ssh … -D <port> bash` (from `ssh`, which names the host), with
+/// `script` on its stdin, on a free port.
+pub(crate) fn launch_like_vscode(mut ssh: impl FnMut() -> Command, script: &[u8]) -> Output {
+    with_free_port(|socks| {
+        let mut child = ssh()
+            .args(["-o", "ExitOnForwardFailure=yes"])
+            .args(["-D", &format!("127.0.0.1:{socks}"), "bash"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A lost port ends ssh before it reads its stdin.
+        let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), script);
+        let output = child.wait_with_output().unwrap();
+        (!lost_the_port(&output.stderr)).then_some(output)
+    })
+    .1
+}
+
 /// Whether ssh's stderr says it could not listen on a forwarded port.
-pub(crate) fn lost_the_port(stderr: &[u8]) -> bool {
+fn lost_the_port(stderr: &[u8]) -> bool {
     let said = String::from_utf8_lossy(stderr);
     said.contains("forwarding failed") || said.contains("Could not request local forwarding")
 }
 
-/// Starts a background ssh forward (`-N` with `-D` or `-L` on `port`, built by `forward`, with
-/// `ExitOnForwardFailure=yes`) on a free port, and waits until it listens.
-pub(crate) fn listening_forward(mut forward: impl FnMut(u16) -> Command) -> (u16, Child) {
+/// Starts `ssh … -N <flag> <spec(port)>` (a `-D` or `-L` forward, from `ssh`, which names the
+/// host) in the background on a free port, and waits until it listens.
+pub(crate) fn listening_forward(
+    mut ssh: impl FnMut() -> Command,
+    flag: &str,
+    spec: impl Fn(u16) -> String,
+) -> (u16, Child) {
     with_free_port(|port| {
-        let mut child = forward(port).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = ssh()
+            .args(["-o", "ExitOnForwardFailure=yes", "-N", flag, &spec(port)])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

@@ -5,8 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
 use crate::support::{
-    TestEnv, Tunnel, listening_forward, lost_the_port, stdout_of, succeeds, wait_until,
-    with_free_port,
+    TestEnv, Tunnel, launch_like_vscode, listening_forward, stdout_of, succeeds, wait_until,
 };
 
 const USER_CONFIG: &str = "Host *\r\n  User nobody\r\n  Port 9\r\n  StrictHostKeyChecking no\r\n  IdentityFile ~/.ssh/other";
@@ -71,38 +70,18 @@ fn start_serves_ssh_scp_sftp_forwarding_and_parallel_connections() {
     assert!(String::from_utf8_lossy(&listing.stdout).contains("up.txt"));
 
     // VS Code's launch shape: -T -D <port> host bash, with the script on stdin.
-    let (_, out) = with_free_port(|socks| {
-        let mut vscode = env.ssh_config(&host);
-        vscode
-            .args(["-o", "ExitOnForwardFailure=yes"])
-            .args(["-D", &format!("127.0.0.1:{socks}"), "bash"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = vscode.spawn().unwrap();
-        // A lost port ends ssh before it reads its stdin.
-        let _ = child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"echo vscode-server-ready; echo $HOME\n");
-        let out = child.wait_with_output().unwrap();
-        (!lost_the_port(&out.stderr)).then_some(out)
-    });
+    let out = launch_like_vscode(
+        || env.ssh_config(&host),
+        b"echo vscode-server-ready; echo $HOME\n",
+    );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("vscode-server-ready\n"));
 
     // -L from the sandbox to a TCP service (here the tunnel itself, reached from inside).
-    let (forwarded, mut forward) = listening_forward(|forwarded| {
-        let mut forward = env.ssh_config(&host);
-        forward.args([
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-N",
-            "-L",
-            &format!("127.0.0.1:{forwarded}:127.0.0.1:{}", tunnel.port),
-        ]);
-        forward
-    });
+    let (forwarded, mut forward) = listening_forward(
+        || env.ssh_config(&host),
+        "-L",
+        |forwarded| format!("127.0.0.1:{forwarded}:127.0.0.1:{}", tunnel.port),
+    );
     // The forwarded port leads back to the tunnel, so an ssh through it proves the path.
     let mut through = env.ssh_config(&host);
     through.args(["-p", &forwarded.to_string(), "echo forwarded"]);
@@ -398,17 +377,11 @@ fn proxy_mode_serves_ssh_scp_socks_and_parallel_logins_with_no_km_left_running()
     );
 
     // VS Code's pattern: a SOCKS proxy over one connection (-D), used by a client.
-    let (socks, mut dynamic) = listening_forward(|socks| {
-        let mut dynamic = env.ssh_config(&host);
-        dynamic.args([
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-N",
-            "-D",
-            &format!("127.0.0.1:{socks}"),
-        ]);
-        dynamic
-    });
+    let (socks, mut dynamic) = listening_forward(
+        || env.ssh_config(&host),
+        "-D",
+        |socks| format!("127.0.0.1:{socks}"),
+    );
     // Through the SOCKS proxy, reach the sandbox's own sshd over another ProxyCommand-free hop:
     // a SOCKS5 CONNECT to 127.0.0.1:<socks> itself proves the channel opens and carries bytes.
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", socks)).unwrap();
