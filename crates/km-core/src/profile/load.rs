@@ -373,11 +373,15 @@ fn finish(
     let spec = doc.spec.get_or_insert_with(Default::default);
     // Only the substrate's provider knows its fields: it reads and checks them (km's
     // platform registry), after inheritance is resolved here.
-    let substrate = spec
-        .runtime
-        .get_or_insert_with(Default::default)
-        .substrate()
-        .to_owned();
+    let runtime = spec.runtime.get_or_insert_with(Default::default);
+    let substrate = runtime
+        .substrate
+        .get_or_insert_with(|| super::RuntimeField {
+            value: super::DEFAULT_SUBSTRATE.to_owned(),
+            place: None,
+        })
+        .value
+        .clone();
     let cli = spec.cli.get_or_insert_with(Default::default);
     let vscode_enabled = *cli.vscode_enabled.get_or_insert(true);
     Profile {
@@ -471,6 +475,10 @@ mod tests {
         );
         let base = load_profile(&dir.path().join("base.yaml"), &SearchPath::default()).unwrap();
         assert_eq!(base.substrate, "local", "the default substrate");
+        assert!(
+            base.to_yaml().contains("substrate: local"),
+            "resolved, it says so"
+        );
     }
 
     #[test]
@@ -504,6 +512,20 @@ mod tests {
         assert_eq!(errors[0].key, "network");
         assert_eq!(errors[0].position, Some((5, 14)));
         assert!(errors[0].message.contains("offline"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_null_runtime_field_is_left_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "null.yaml",
+            "metadata:\n  name: unset\nspec:\n  runtime:\n    network: ~\n    instanceType: null\n",
+        );
+        let runtime = load_profile(&p, &SearchPath::default()).unwrap().runtime();
+        assert!(runtime.fields.is_empty(), "{runtime:?}");
+        let section: Section = runtime.section(KEYS).unwrap();
+        assert_eq!(section.network, Mode::Host, "the provider's default");
     }
 
     #[test]

@@ -250,10 +250,12 @@ impl<'de> Deserialize<'de> for Runtime {
                 // The key is read as plain text so that errors keep naming it; the place kept
                 // is its value's.
                 while let Some(key) = map.next_key::<String>()? {
-                    let value = map.next_value::<Spanned<String>>()?;
+                    let value = map.next_value::<Spanned<Option<String>>>()?;
                     let at = value.referenced;
+                    // `key: ~` says nothing, as if the key were left out.
+                    let Some(text) = value.value else { continue };
                     let field = RuntimeField {
-                        value: value.value,
+                        value: text,
                         place: (at.line() > 0).then(|| (at.line(), at.column())),
                     };
                     if key == "substrate" {
