@@ -123,7 +123,9 @@ pub const DEFAULT_SUBSTRATE: &str = "local";
 pub struct Runtime {
     /// `substrate`: `local` when unset.
     pub substrate: Option<RuntimeField>,
-    /// Every other field, by the key written (`instanceType`, `network`, …).
+    /// Every other field, by the key written (`instanceType`, `network`, …). Each is one
+    /// scalar, kept as its text (`t3.small`, `none`, `20`): a provider's section type reads
+    /// strings, or enums by name.
     pub fields: BTreeMap<String, RuntimeField>,
 }
 
