@@ -43,6 +43,43 @@ impl std::fmt::Debug for OpenPlatforms {
     }
 }
 
+/// The settings file's bytes as this process last read or wrote them (`None` inside: there is
+/// no file), so that the file is read once however many parts of a command ask for settings.
+#[derive(Clone, Default)]
+pub(crate) struct SettingsBytes(Arc<Mutex<Option<Option<Vec<u8>>>>>);
+
+impl SettingsBytes {
+    /// The bytes, read with `read` the first time they are asked for; a failed read is not kept.
+    pub(crate) fn get_or_read(
+        &self,
+        read: impl FnOnce() -> std::io::Result<Option<Vec<u8>>>,
+    ) -> std::io::Result<Option<Vec<u8>>> {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bytes) = known.as_ref() {
+            return Ok(bytes.clone());
+        }
+        let bytes = read()?;
+        *known = Some(bytes.clone());
+        Ok(bytes)
+    }
+
+    /// What this process has just written to the file.
+    pub(crate) fn written(&self, bytes: Vec<u8>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Some(bytes));
+    }
+}
+
+impl std::fmt::Debug for SettingsBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f.write_str(match known.as_ref() {
+            None => "unread",
+            Some(None) => "absent",
+            Some(Some(_)) => "read",
+        })
+    }
+}
+
 /// The process environment km depends on.
 #[derive(Debug, Clone)]
 pub(crate) struct Context {
@@ -57,6 +94,8 @@ pub(crate) struct Context {
     pub(crate) user: Option<String>,
     /// The platforms opened so far.
     pub(crate) platforms: OpenPlatforms,
+    /// `~/.km/config.json`, read once.
+    pub(crate) settings_bytes: SettingsBytes,
 }
 
 impl Context {
@@ -94,6 +133,7 @@ impl Context {
                 .or_else(|_| std::env::var("LOGNAME"))
                 .ok(),
             platforms: OpenPlatforms::default(),
+            settings_bytes: SettingsBytes::default(),
         }
     }
 
@@ -158,4 +198,38 @@ pub(crate) fn current_user() -> String {
         .ok()
         .flatten()
         .map_or_else(|| uid.to_string(), |u| u.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::SettingsBytes;
+
+    #[test]
+    fn the_settings_file_is_read_once_and_what_was_written_is_what_is_read_next() {
+        let bytes = SettingsBytes::default();
+        let reads = Cell::new(0);
+        let read = || {
+            reads.set(reads.get() + 1);
+            Ok(Some(b"{}".to_vec()))
+        };
+        assert_eq!(bytes.get_or_read(read).unwrap(), Some(b"{}".to_vec()));
+        assert_eq!(bytes.get_or_read(read).unwrap(), Some(b"{}".to_vec()));
+        assert_eq!(reads.get(), 1);
+        bytes.written(b"{\"platform\":\"aws\"}".to_vec());
+        assert_eq!(
+            bytes.get_or_read(read).unwrap(),
+            Some(b"{\"platform\":\"aws\"}".to_vec())
+        );
+        assert_eq!(reads.get(), 1);
+        // A failed read is not kept: the next asks the disk again.
+        let failed = SettingsBytes::default();
+        assert!(
+            failed
+                .get_or_read(|| Err(std::io::Error::other("EIO")))
+                .is_err()
+        );
+        assert_eq!(failed.get_or_read(|| Ok(None)).unwrap(), None);
+    }
 }

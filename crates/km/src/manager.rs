@@ -468,22 +468,26 @@ fn hand_off_create(
     crate::manager_hand_off::create_remote(context, args, profile, alias)
 }
 
-/// Without the AWS platform, the version check above has already refused.
 /// Requests to the shared platform's management component that waited too long or were left
 /// behind; with `fix`, a waiting one is withdrawn. None when this machine shares no platform.
+#[cfg(feature = "aws")]
 pub(crate) fn stale_requests(
     context: &Context,
     fix: bool,
 ) -> Result<Vec<crate::manager_protocol::StaleRequest>, String> {
-    #[cfg(feature = "aws")]
-    return crate::manager_hand_off::stale_requests(context, fix);
-    #[cfg(not(feature = "aws"))]
-    {
-        let _ = (context, fix);
-        Ok(Vec::new())
-    }
+    crate::manager_hand_off::stale_requests(context, fix)
 }
 
+/// A build without the AWS platform shares no platform's store, so has no such requests.
+#[cfg(not(feature = "aws"))]
+pub(crate) fn stale_requests(
+    _context: &Context,
+    _fix: bool,
+) -> Result<Vec<crate::manager_protocol::StaleRequest>, String> {
+    Ok(Vec::new())
+}
+
+/// Without the AWS platform, the version check above has already refused.
 #[cfg(not(feature = "aws"))]
 fn hand_off_create(
     _context: &Context,

@@ -78,10 +78,16 @@ impl Settings {
     /// The saved settings; the local platform's defaults when km init has not run.
     pub(crate) fn load(context: &Context) -> CommandResult<Self> {
         let file = context.paths.config_file();
-        let bytes = match std::fs::read(&file) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(io_at(&file)(e)),
+        let read = context
+            .settings_bytes
+            .get_or_read(|| match std::fs::read(&file) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            })
+            .map_err(io_at(&file))?;
+        let Some(bytes) = read else {
+            return Ok(Self::default());
         };
         serde_json::from_slice(&bytes).map_err(|e| {
             CommandError::user(format!("{} is not valid km settings", file.display()))
@@ -128,8 +134,10 @@ impl Settings {
         let file = context.paths.config_file();
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| CommandError::internal(format!("cannot encode km's settings: {e}")))?;
-        km_core::atomic_file::write_atomic(&file, format!("{text}\n").as_bytes(), 0o600)
-            .map_err(io_at(&file))
+        let bytes = format!("{text}\n").into_bytes();
+        km_core::atomic_file::write_atomic(&file, &bytes, 0o600).map_err(io_at(&file))?;
+        context.settings_bytes.written(bytes);
+        Ok(())
     }
 }
 
