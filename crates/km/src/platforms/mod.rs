@@ -135,15 +135,22 @@ pub(crate) fn shared_store(context: &Context) -> CommandResult<Option<Box<dyn Sa
 }
 
 fn shared_store_of(context: &Context, settings: &Settings) -> CommandResult<Box<dyn SandboxStore>> {
-    let provider = provider_named(&settings.platform)?;
-    let open = provider.shared_store.ok_or_else(|| {
+    let name = &settings.platform;
+    let rewrite = |why: &str| {
         CommandError::user(format!(
-            "{} chooses the platform {:?}, which has no shared store",
-            context.paths.config_file().display(),
-            settings.platform
+            "{} chooses the platform {name:?}, {why}",
+            context.paths.config_file().display()
         ))
         .hint("run `km init` (or `km init --aws …`) again to rewrite it")
-    })?;
+    };
+    let provider = match PROVIDERS.iter().find(|provider| provider.name == *name) {
+        Some(provider) => provider,
+        None if KNOWN.iter().any(|(_, known)| known == name) => return Err(missing(name)),
+        None => return Err(rewrite("which this km does not know")),
+    };
+    let open = provider
+        .shared_store
+        .ok_or_else(|| rewrite("which has no shared store"))?;
     open(context, settings)
 }
 

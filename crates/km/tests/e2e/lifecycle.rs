@@ -396,6 +396,35 @@ fn a_build_without_aws_says_how_to_get_one() {
 }
 
 #[test]
+fn damaged_settings_name_the_file_and_the_command_that_rewrites_them() {
+    let env = TestEnv::new();
+    let config = env.home().join(".km/config.json");
+    let original = std::fs::read(&config).unwrap();
+    std::fs::write(&config, r#"{"platform": "gcp"}"#).unwrap();
+    let stderr = env.fails(&["list"]);
+    assert!(
+        stderr.contains("config.json chooses the platform \"gcp\", which this km does not know")
+            && stderr.contains("hint: run `km init`"),
+        "{stderr}"
+    );
+    std::fs::write(&config, r#"{"platform": "aws", "aws": {"region": 5}}"#).unwrap();
+    let stderr = env.fails(&["list"]);
+    if cfg!(feature = "aws") {
+        // The provider reads its own section, and says which one is wrong.
+        assert!(
+            stderr.contains("the \"aws\" section of")
+                && stderr.contains("config.json is not valid km settings")
+                && stderr.contains("hint: run `km init --aws …` again to rewrite it"),
+            "{stderr}"
+        );
+    } else {
+        assert!(stderr.contains("without the AWS platform"), "{stderr}");
+    }
+    std::fs::write(&config, original).unwrap();
+    assert!(env.list_json().is_empty(), "a rewritten file serves again");
+}
+
+#[test]
 fn completions_come_from_the_command_line_and_the_sandbox_list_and_the_man_page_too() {
     let mut env = TestEnv::new();
     let id = env.create("default", Some("web-dev"));
